@@ -1,0 +1,176 @@
+"""The YAML study configuration: defaults, loading, ``-p`` overrides, validation.
+
+A configuration file (``config/default.yml`` is the book's) looks like::
+
+    name: default                 # shown in the book and recorded with results
+    seed: 20261126                # the one seed every stage derives its RNG from
+    bids_dir: datasets/simulated  # BIDS-ASL input (relative paths: to the cwd)
+    derivatives_dir: null         # null: <bids_dir>/derivatives/ketamine-cbf
+    simulate:                     # optional: build this simulated dataset if bids_dir is missing
+      subjects: 26
+    parameters:                   # passed to every stage notebook that declares them
+      n_jobs: 2
+    stages:                       # per-stage notebook parameters
+      03_voxelwise: {n_perm: 5000}
+
+Unknown top-level keys, unknown stages and parameters that no stage notebook
+declares are errors (:class:`~ketamine_cbf.errors.UsageError`), so a typo never
+silently runs the default.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UsageError
+
+TOP_LEVEL_KEYS = {"name", "seed", "bids_dir", "derivatives_dir", "simulate", "parameters", "stages"}
+#: Keys of the config that are also injected into every notebook declaring them.
+GLOBAL_PARAMS = ("seed", "bids_dir", "derivatives_dir", "config_name")
+
+
+@dataclass
+class Config:
+    """A validated study configuration.
+
+    Attributes
+    ----------
+    name : str
+        Configuration name (recorded with the results, shown in the book).
+    seed : int
+        Master random seed.
+    bids_dir : pathlib.Path
+        BIDS dataset (absolute).
+    derivatives_dir : pathlib.Path
+        Root of the stage outputs (absolute).
+    simulate : dict or None
+        Options of ``ketamine-cbf simulate`` used when ``bids_dir`` does not exist.
+    parameters : dict
+        Parameters passed to every stage that declares them.
+    stages : dict
+        ``{stage name: {parameter: value}}``.
+    source : pathlib.Path or None
+        The file the configuration was read from.
+    """
+
+    name: str = "custom"
+    seed: int = 0
+    bids_dir: Path = Path("datasets/simulated")
+    derivatives_dir: Path | None = None
+    simulate: dict | None = None
+    parameters: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
+    source: Path | None = None
+
+    def __post_init__(self):
+        self.bids_dir = Path(self.bids_dir).expanduser().resolve()
+        if self.derivatives_dir is None:
+            self.derivatives_dir = self.bids_dir / "derivatives" / "ketamine-cbf"
+        self.derivatives_dir = Path(self.derivatives_dir).expanduser().resolve()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain data (paths as strings)."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "bids_dir": str(self.bids_dir),
+            "derivatives_dir": str(self.derivatives_dir),
+            "simulate": copy.deepcopy(self.simulate),
+            "parameters": copy.deepcopy(self.parameters),
+            "stages": copy.deepcopy(self.stages),
+        }
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``-p KEY VALUE`` value as a YAML scalar (``100`` -> int, ``true`` -> bool)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None) -> Config:
+    """Read, validate and override a configuration file.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        YAML file. ``None`` reads ``config/default.yml`` of the project.
+    overrides : list of (key, value) pairs, optional
+        ``-p KEY VALUE`` overrides. ``KEY`` is a top-level key (``seed``,
+        ``bids_dir``, ``derivatives_dir``, ``name``), ``STAGE.PARAM`` for one stage,
+        or a bare ``PARAM`` applied to every stage that declares it (checked later by
+        :func:`ketamine_cbf.runner.resolve_parameters`).
+
+    Raises
+    ------
+    UsageError
+        Missing or unreadable file, unknown keys, wrongly typed values.
+    """
+    from .data import project_root
+
+    if path is None:
+        path = project_root() / "config" / "default.yml"
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else "invalid YAML"
+        raise UsageError(f"{path}: not valid YAML ({first})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: the top level must be a mapping of keys to values")
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise UsageError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
+    raw = copy.deepcopy(raw)
+    raw.setdefault("name", path.stem)
+    raw.setdefault("parameters", {})
+    raw.setdefault("stages", {})
+    for key in ("parameters", "stages"):
+        if raw[key] is None:
+            raw[key] = {}
+        if not isinstance(raw[key], dict):
+            raise UsageError(f"{path}: '{key}' must be a mapping")
+    for stage, params in list(raw["stages"].items()):
+        if params is None:
+            raw["stages"][stage] = {}
+        elif not isinstance(params, dict):
+            raise UsageError(f"{path}: stages.{stage} must be a mapping of parameters")
+    if raw.get("simulate") is not None and not isinstance(raw["simulate"], dict):
+        raise UsageError(f"{path}: 'simulate' must be a mapping of simulate options or null")
+
+    for key, text in overrides or []:
+        value = parse_value(text)
+        if key in ("name", "seed", "bids_dir", "derivatives_dir"):
+            raw[key] = value
+        elif "." in key:
+            stage, param = key.split(".", 1)
+            raw["stages"].setdefault(stage, {})[param] = value
+        else:
+            raw["parameters"][key] = value
+
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"{path}: seed must be a non-negative integer (got {seed!r})")
+    if "bids_dir" not in raw or raw["bids_dir"] in (None, ""):
+        raise UsageError(f"{path}: bids_dir is required")
+    return Config(
+        name=str(raw["name"]),
+        seed=seed,
+        bids_dir=Path(str(raw["bids_dir"])),
+        derivatives_dir=None if raw.get("derivatives_dir") in (None, "") else Path(str(raw["derivatives_dir"])),
+        simulate=raw.get("simulate"),
+        parameters=raw["parameters"],
+        stages=raw["stages"],
+        source=path.resolve(),
+    )

@@ -1,0 +1,373 @@
+"""Run the stage notebooks in order through papermill, with provenance and resume.
+
+Each stage notebook ``notebooks/NN_name.ipynb`` is executed with the parameters of
+the study configuration; the executed copy is what the book renders
+(``book/stages/NN_name.ipynb``), so the website shows exactly what was computed.
+
+Guarantees
+----------
+* **Skip if unchanged**: a stage whose fingerprint (notebook source, package source,
+  resolved parameters, the dataset's file hashes and its upstream stages' output
+  hashes) equals the one recorded in its ``provenance.json`` is skipped; ``force``
+  reruns it. An interrupted run therefore resumes at the first unfinished stage.
+* **Earlier results intact**: before a stage runs, its previous output folder is
+  moved aside; if the stage fails (or is interrupted) the partial output is removed
+  and the previous folder restored. The executed notebook is replaced only on success;
+  the failed one is kept under ``<derivatives>/logs/`` for debugging.
+* **Provenance**: ``<stage folder>/provenance.json`` holds parameters, seed, package
+  versions, the SHA-256 of the inputs (dataset and upstream outputs) and of every output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import provenance as prov
+from .config import Config
+from .data import project_root
+from .errors import StageError, UsageError
+from .layout import STAGE_DIRS, stage_dir
+
+#: Parameters injected by the runner into every notebook that declares them.
+INJECTED = ("seed", "bids_dir", "derivatives_dir", "output_dir", "config_name")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage notebook: ``name`` is the file stem (``03_voxelwise``)."""
+
+    name: str
+    path: Path
+
+    @property
+    def number(self) -> str:
+        return self.name.split("_", 1)[0]
+
+    @property
+    def short(self) -> str:
+        return self.name.split("_", 1)[1]
+
+    @property
+    def folder(self) -> str:
+        return STAGE_DIRS.get(self.name, self.short)
+
+
+def notebooks_dir() -> Path:
+    """Return the folder of the stage notebook sources."""
+    return project_root() / "notebooks"
+
+
+def executed_dir() -> Path:
+    """Return the folder where executed notebooks are written for the book."""
+    return project_root() / "book" / "stages"
+
+
+def discover_stages(folder: Path | None = None) -> list[Stage]:
+    """Return the stage notebooks ``NN_name.ipynb`` of ``folder`` in order."""
+    folder = folder or notebooks_dir()
+    stages = [Stage(p.stem, p) for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))]
+    if not stages:
+        raise UsageError(f"{folder}: no stage notebooks (NN_name.ipynb) found")
+    return stages
+
+
+def select_stages(stages: list[Stage], names: list[str] | None) -> list[Stage]:
+    """Return the stages named in ``names`` (full name, number or short name), in order."""
+    if not names:
+        return list(stages)
+    chosen = set()
+    for n in names:
+        hits = [s for s in stages if n in (s.name, s.number, s.short, s.folder)]
+        if not hits:
+            raise UsageError(
+                f"unknown stage {n!r}; stages are: {', '.join(s.name for s in stages)}"
+            )
+        chosen.update(h.name for h in hits)
+    return [s for s in stages if s.name in chosen]
+
+
+def _match_stage(stages: list[Stage], key: str) -> Stage | None:
+    for s in stages:
+        if key in (s.name, s.number, s.short, s.folder):
+            return s
+    return None
+
+
+def declared_parameters(stage: Stage) -> dict:
+    """Return the parameters declared in the stage notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(stage.path))
+    if not params:
+        raise UsageError(f"{stage.path}: no cell tagged 'parameters'")
+    return params
+
+
+def _display_path(p: Path) -> str:
+    """Paths under the project root are passed relative to it (the notebooks run there)."""
+    p = Path(p)
+    try:
+        return str(p.relative_to(project_root()))
+    except ValueError:
+        return str(p)
+
+
+def resolve_parameters(config: Config, stages: list[Stage]) -> dict[str, dict]:
+    """Return ``{stage name: parameters}`` for every stage, validating names.
+
+    Raises
+    ------
+    UsageError
+        A stage in ``config.stages`` that does not exist, a stage parameter the
+        notebook does not declare, or a global parameter no stage declares.
+    """
+    declared = {s.name: declared_parameters(s) for s in stages}
+    for key in config.stages:
+        if _match_stage(stages, key) is None:
+            raise UsageError(
+                f"unknown stage {key!r} in config; stages are: {', '.join(s.name for s in stages)}"
+            )
+    for key in config.parameters:
+        if not any(key in d for d in declared.values()):
+            raise UsageError(f"unknown parameter {key!r}: no stage notebook declares it")
+    resolved = {}
+    for s in stages:
+        d = declared[s.name]
+        values = {
+            "seed": config.seed,
+            "bids_dir": _display_path(config.bids_dir),
+            "derivatives_dir": _display_path(config.derivatives_dir),
+            "output_dir": _display_path(stage_dir(config.derivatives_dir, s.folder)
+                                        if s.name in STAGE_DIRS else config.derivatives_dir / s.folder),
+            "config_name": config.name,
+        }
+        params = {k: v for k, v in values.items() if k in d}
+        params.update({k: v for k, v in config.parameters.items() if k in d})
+        for key, stage_params in config.stages.items():
+            if _match_stage(stages, key) is not s:
+                continue
+            for k, v in stage_params.items():
+                if k not in d:
+                    raise UsageError(
+                        f"unknown parameter {k!r} for stage {s.name}; it declares: "
+                        f"{', '.join(sorted(d))}"
+                    )
+                if k in INJECTED:
+                    raise UsageError(f"parameter {k!r} is set by the runner; set it at the top level")
+                params[k] = v
+        resolved[s.name] = params
+    return resolved
+
+
+def _package_source_digest() -> str:
+    src = Path(__file__).resolve().parent
+    return prov.digest({str(p.relative_to(src)): prov.sha256_file(p)
+                        for p in sorted(src.rglob("*.py"))})
+
+
+def _dataset_digest(bids_dir: Path) -> str:
+    return prov.digest(prov.manifest(bids_dir, exclude=("derivatives",)))
+
+
+def _read_provenance(folder: Path) -> dict | None:
+    f = folder / "provenance.json"
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _restore_interrupted(folder: Path) -> None:
+    """If a previous run died mid-stage, put the earlier results back."""
+    previous = folder.with_name(folder.name + ".previous")
+    if previous.exists():
+        if folder.exists():
+            shutil.rmtree(folder)
+        previous.rename(folder)
+
+
+def run(config: Config, stage_names: list[str] | None = None, force: bool = False,
+        log=print, stages_folder: Path | None = None) -> list[dict]:
+    """Execute the selected stages in order; return one summary dict per stage.
+
+    Parameters
+    ----------
+    config : Config
+        Validated configuration (see :func:`ketamine_cbf.config.load_config`).
+    stage_names : list of str, optional
+        Stages to run (default all). Earlier stages must already have results.
+    force : bool
+        Rerun selected stages even when their fingerprint is unchanged.
+    log : callable
+        Receives one-line progress messages.
+
+    Raises
+    ------
+    UsageError
+        Unknown stage or parameter, dataset path missing.
+    StageError
+        A notebook failed: the message names the stage and the failing cell.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    all_stages = discover_stages(stages_folder)
+    selected = select_stages(all_stages, stage_names)
+    params = resolve_parameters(config, all_stages)
+    if not config.bids_dir.is_dir():
+        raise UsageError(f"dataset path does not exist: {config.bids_dir}")
+
+    config.derivatives_dir.mkdir(parents=True, exist_ok=True)
+    exec_dir = executed_dir()
+    exec_dir.mkdir(parents=True, exist_ok=True)
+    dataset_digest = _dataset_digest(config.bids_dir)
+    code_digest = _package_source_digest()
+    summaries = []
+    upstream: dict[str, str] = {}
+    selected_names = {s.name for s in selected}
+    env = {"PYTHONHASHSEED": "0", "KETAMINE_CBF_ROOT": str(project_root())}
+    os.environ.update(env)
+
+    for s in all_stages:
+        folder = config.derivatives_dir / s.folder
+        _restore_interrupted(folder)
+        fingerprint = prov.digest({
+            "notebook": prov.sha256_file(s.path),
+            "code": code_digest,
+            "parameters": params[s.name],
+            "dataset": dataset_digest,
+            "upstream": upstream,
+        })
+        record = _read_provenance(folder)
+        executed = exec_dir / f"{s.name}.ipynb"
+        if s.name not in selected_names:
+            if record is None:
+                later = [x for x in selected if x.name > s.name]
+                if later:
+                    raise StageError(
+                        f"stage {later[0].name} needs the results of {s.name}, which has not "
+                        f"run for this configuration: run it first (ketamine-cbf run --stage {s.name})"
+                    )
+                continue
+            upstream[s.name] = record.get("outputs_digest", "")
+            continue
+        if (not force and record is not None and record.get("fingerprint") == fingerprint
+                and executed.is_file() and _outputs_intact(folder, record)):
+            log(f"[{s.name}] unchanged since last run: skipped (use --force to rerun)")
+            upstream[s.name] = record["outputs_digest"]
+            summaries.append({"stage": s.name, "status": "skipped", "seconds": 0.0})
+            continue
+
+        log(f"[{s.name}] running ...")
+        t0 = time.time()
+        previous = folder.with_name(folder.name + ".previous")
+        if folder.exists():
+            folder.rename(previous)
+        folder.mkdir(parents=True)
+        logs = config.derivatives_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        tmp_nb = logs / f".{s.name}.running.ipynb"
+        try:
+            pm.execute_notebook(
+                str(s.path), str(tmp_nb), parameters=params[s.name], kernel_name="python3",
+                progress_bar=False, cwd=str(project_root()),
+            )
+        except BaseException as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            if previous.exists():
+                previous.rename(folder)
+            failed = logs / f"{s.name}.failed.ipynb"
+            if tmp_nb.exists():
+                os.replace(tmp_nb, failed)
+            if isinstance(e, PapermillExecutionError):
+                evalue = str(e.evalue).strip().splitlines()[-1] if str(e.evalue).strip() else ""
+                raise StageError(
+                    f"stage {s.name} failed in cell [{e.exec_count}] ({e.ename}: {evalue}); "
+                    f"executed notebook kept at {failed}; earlier results left intact"
+                ) from None
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise StageError(f"stage {s.name} could not run: {type(e).__name__}: {e}") from None
+
+        outputs = prov.manifest(folder)
+        outputs_digest = prov.digest(outputs)
+        seconds = time.time() - t0
+        prov.write_json(folder / "provenance.json", {
+            "stage": s.name,
+            "config_name": config.name,
+            "config_file": str(config.source) if config.source else None,
+            "parameters": params[s.name],
+            "seed": config.seed,
+            "fingerprint": fingerprint,
+            "inputs": {"dataset": str(config.bids_dir), "dataset_sha256": dataset_digest,
+                       "upstream_outputs_sha256": dict(upstream),
+                       "notebook": str(s.path.relative_to(project_root())
+                                       if s.path.is_relative_to(project_root()) else s.path),
+                       "notebook_sha256": prov.sha256_file(s.path),
+                       "package_source_sha256": code_digest},
+            "environment": prov.environment_summary(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(seconds, 1),
+            "outputs": outputs,
+            "outputs_digest": outputs_digest,
+        })
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(tmp_nb, executed)
+        upstream[s.name] = outputs_digest
+        log(f"[{s.name}] done in {seconds:.1f} s")
+        summaries.append({"stage": s.name, "status": "ran", "seconds": seconds})
+    return summaries
+
+
+def _outputs_intact(folder: Path, record: dict) -> bool:
+    recorded = record.get("outputs") or {}
+    try:
+        return prov.manifest(folder, exclude=("provenance.json",)) == recorded
+    except OSError:
+        return False
+
+
+def build_book(root: Path | None = None, strict: bool = True, log=print) -> Path:
+    """Build the HTML site from the executed notebooks (never re-executes them).
+
+    Returns the path of ``_build/html/index.html``.
+
+    Raises
+    ------
+    UsageError
+        A stage has no executed notebook yet (run ``ketamine-cbf run`` first).
+    StageError
+        Sphinx reported an error or (with ``strict``) a warning.
+    """
+    import subprocess
+
+    root = root or project_root()
+    missing = [s.name for s in discover_stages(root / "notebooks")
+               if not (root / "book" / "stages" / f"{s.name}.ipynb").is_file()]
+    if missing:
+        raise UsageError(
+            f"no executed notebook for stage(s) {', '.join(missing)}: run `ketamine-cbf run` first"
+        )
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe), "build", str(root), "--builder", "html", "--keep-going"]
+    if strict:
+        cmd += ["-W", "-n"]
+    log("building the book: " + " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
+        log(tail)
+        warnings = [l for l in (proc.stdout + proc.stderr).splitlines() if "WARNING" in l or "ERROR" in l]
+        first = warnings[0] if warnings else f"exit status {proc.returncode}"
+        raise StageError(f"jupyter-book build failed: {first}")
+    index = root / "_build" / "html" / "index.html"
+    log(f"book built: {index}")
+    return index
