@@ -16,7 +16,7 @@ from .errors import InputError
 RECEPTOR_FILES = {
     "MOR": "MOR_carfentanil_hc204_kantonen_3mm.nii.gz",
     "KOR": "KOR_LY2795050_hc10_shokrikojori_3mm.nii.gz",
-    "NMDA": "NMDA_ge179_hc29_galovic_3mm.nii.gz",
+    "NMDA": "NMDA_ge179_hc29_galovic_1mm.nii.gz",
     "mGluR5": "mGluR5_abp688_hc73_smart_3mm.nii.gz",
     "GABAA": "GABAa_flumazenil_hc16_norgaard_3mm.nii.gz",
     "GABAA-a5": "GABAa5_ro154513_hc23_chang_1mm.nii.gz",
@@ -87,3 +87,35 @@ def schaefer_path(n_parcels: int = 200) -> Path:
 def ds000240_dir() -> Path:
     """Return the directory of the real 3D pCASL scan (OpenNeuro ds000240, sub-01)."""
     return data_dir() / "asl" / "ds000240"
+
+
+def load_receptor_map(name: str, target_img=None):
+    """Load a shipped PET receptor map, optionally resampled to ``target_img``'s grid.
+
+    Parameters
+    ----------
+    name : str
+        Receptor key of :data:`RECEPTOR_FILES`.
+    target_img : niimg-like, optional
+        Image whose grid (shape, affine) the map is resampled to, with continuous
+        (linear) interpolation. Voxels outside the PET field of view become 0.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        Receptor density (arbitrary units as distributed: 0-100 for the 3 mm maps,
+        0-8 for GABAA-a5).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(str(receptor_path(name)))
+    img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32).squeeze(), img.affine)
+    if target_img is None:
+        return img
+    from nilearn.image import resample_to_img
+
+    out = resample_to_img(img, target_img, interpolation="linear", force_resample=True,
+                          copy_header=True, fill_value=0)
+    data = np.nan_to_num(out.get_fdata(dtype=np.float32))
+    return nib.Nifti1Image(data, out.affine)
