@@ -23,6 +23,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import KetamineCBFError, UsageError
@@ -67,6 +68,9 @@ def _add_run(sub):
     p.add_argument("--force", action="store_true", help="rerun selected stages even if unchanged")
     p.add_argument("--no-simulate", action="store_true",
                    help="do not generate the config's simulated dataset when bids_dir is missing")
+    p.add_argument("--book-dir", metavar="DIR", default=None,
+                   help="folder with the book sources (_config.yml, _toc.yml, book/); executed "
+                        "notebooks are written to DIR/book/stages (default: the project root)")
 
 
 def _add_book(sub):
@@ -76,6 +80,9 @@ def _add_book(sub):
                     "and the notebooks executed by `ketamine-cbf run`. Never re-executes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    p.add_argument("--book-dir", metavar="DIR", default=None,
+                   help="folder with the book sources; the site goes to DIR/_build/html "
+                        "(default: the project root)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +122,8 @@ def _cmd_run(args) -> int:
               f"(seed {config.seed}) ...", file=sys.stderr)
         simulate_dataset(config.bids_dir, seed=config.seed, **config.simulate)
     summaries = run(config, stage_names=args.stage, force=args.force,
-                    log=lambda m: print(m, file=sys.stderr))
+                    log=lambda m: print(m, file=sys.stderr),
+                    book_root=Path(args.book_dir) if args.book_dir else None)
     ran = sum(s["status"] == "ran" for s in summaries)
     print(f"{ran} stage(s) ran, {len(summaries) - ran} skipped; results in {config.derivatives_dir}",
           file=sys.stderr)
@@ -125,7 +133,8 @@ def _cmd_run(args) -> int:
 def _cmd_book(args) -> int:
     from .runner import build_book
 
-    build_book(strict=not args.no_strict, log=lambda m: print(m, file=sys.stderr))
+    build_book(root=Path(args.book_dir) if args.book_dir else None,
+               strict=not args.no_strict, log=lambda m: print(m, file=sys.stderr))
     return 0
 
 

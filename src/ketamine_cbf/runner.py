@@ -35,7 +35,7 @@ from .errors import StageError, UsageError
 from .layout import STAGE_DIRS, stage_dir
 
 #: Parameters injected by the runner into every notebook that declares them.
-INJECTED = ("seed", "bids_dir", "derivatives_dir", "output_dir", "config_name")
+INJECTED = ("seed", "bids_dir", "derivatives_dir", "output_dir", "cache_dir", "config_name")
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,13 @@ def notebooks_dir() -> Path:
     return project_root() / "notebooks"
 
 
-def executed_dir() -> Path:
-    """Return the folder where executed notebooks are written for the book."""
-    return project_root() / "book" / "stages"
+def executed_dir(book_root: Path | None = None) -> Path:
+    """Return the folder where executed notebooks are written for the book.
+
+    ``<book_root>/book/stages``; ``book_root`` defaults to the project root. Tests use a
+    copy of the book sources elsewhere so that they never overwrite the website's pages.
+    """
+    return Path(book_root or project_root()) / "book" / "stages"
 
 
 def discover_stages(folder: Path | None = None) -> list[Stage]:
@@ -145,6 +149,7 @@ def resolve_parameters(config: Config, stages: list[Stage]) -> dict[str, dict]:
             "derivatives_dir": _display_path(config.derivatives_dir),
             "output_dir": _display_path(stage_dir(config.derivatives_dir, s.folder)
                                         if s.name in STAGE_DIRS else config.derivatives_dir / s.folder),
+            "cache_dir": _display_path(config.derivatives_dir / ".cache" / s.folder),
             "config_name": config.name,
         }
         params = {k: v for k, v in values.items() if k in d}
@@ -195,7 +200,7 @@ def _restore_interrupted(folder: Path) -> None:
 
 
 def run(config: Config, stage_names: list[str] | None = None, force: bool = False,
-        log=print, stages_folder: Path | None = None) -> list[dict]:
+        log=print, stages_folder: Path | None = None, book_root: Path | None = None) -> list[dict]:
     """Execute the selected stages in order; return one summary dict per stage.
 
     Parameters
@@ -208,6 +213,9 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
         Rerun selected stages even when their fingerprint is unchanged.
     log : callable
         Receives one-line progress messages.
+    book_root : Path, optional
+        Folder holding the book sources; executed notebooks go to ``<book_root>/book/stages``
+        (default: the project root).
 
     Raises
     ------
@@ -226,7 +234,7 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
         raise UsageError(f"dataset path does not exist: {config.bids_dir}")
 
     config.derivatives_dir.mkdir(parents=True, exist_ok=True)
-    exec_dir = executed_dir()
+    exec_dir = executed_dir(book_root)
     exec_dir.mkdir(parents=True, exist_ok=True)
     dataset_digest = _dataset_digest(config.bids_dir)
     code_digest = _package_source_digest()
@@ -338,6 +346,9 @@ def _outputs_intact(folder: Path, record: dict) -> bool:
 def build_book(root: Path | None = None, strict: bool = True, log=print) -> Path:
     """Build the HTML site from the executed notebooks (never re-executes them).
 
+    ``root`` is the folder with ``_config.yml``, ``_toc.yml`` and ``book/`` (default: the
+    project root); the site goes to ``<root>/_build/html``.
+
     Returns the path of ``_build/html/index.html``.
 
     Raises
@@ -349,8 +360,8 @@ def build_book(root: Path | None = None, strict: bool = True, log=print) -> Path
     """
     import subprocess
 
-    root = root or project_root()
-    missing = [s.name for s in discover_stages(root / "notebooks")
+    root = Path(root or project_root())
+    missing = [s.name for s in discover_stages()
                if not (root / "book" / "stages" / f"{s.name}.ipynb").is_file()]
     if missing:
         raise UsageError(
