@@ -170,6 +170,25 @@ def resolve_parameters(config: Config, stages: list[Stage]) -> dict[str, dict]:
     return resolved
 
 
+def effective_parameters(stage: Stage, passed: dict) -> dict:
+    """Return every declared parameter of ``stage``: its notebook default, overridden by ``passed``.
+
+    Defaults are the literal values written in the parameters cell (non-literal
+    expressions are recorded as their source text).
+    """
+    import ast
+
+    out = {}
+    for name, info in declared_parameters(stage).items():
+        text = info.get("default") if isinstance(info, dict) else None
+        try:
+            out[name] = ast.literal_eval(text) if text is not None else None
+        except (ValueError, SyntaxError):
+            out[name] = text
+    out.update(passed)
+    return out
+
+
 def _package_source_digest() -> str:
     src = Path(__file__).resolve().parent
     return prov.digest({str(p.relative_to(src)): prov.sha256_file(p)
@@ -312,7 +331,8 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
             "stage": s.name,
             "config_name": config.name,
             "config_file": str(config.source) if config.source else None,
-            "parameters": params[s.name],
+            "parameters": effective_parameters(s, params[s.name]),
+            "parameters_from_config": params[s.name],
             "seed": config.seed,
             "fingerprint": fingerprint,
             "inputs": {"dataset": str(config.bids_dir), "dataset_sha256": dataset_digest,
