@@ -20,6 +20,7 @@ Guarantees
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -243,9 +244,6 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
     StageError
         A notebook failed: the message names the stage and the failing cell.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     all_stages = discover_stages(stages_folder)
     selected = select_stages(all_stages, stage_names)
     params = resolve_parameters(config, all_stages)
@@ -255,13 +253,36 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
     config.derivatives_dir.mkdir(parents=True, exist_ok=True)
     exec_dir = executed_dir(book_root)
     exec_dir.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONHASHSEED": "0", "KETAMINE_CBF_ROOT": str(project_root()),
+           "IPYTHONDIR": str(_isolated_ipython_dir(config.derivatives_dir))}
+    with _environment(env):
+        return _run_stages(config, all_stages, selected, params, force, log, exec_dir)
+
+
+@contextlib.contextmanager
+def _environment(env: dict):
+    """Set environment variables (inherited by the stage kernels) and restore them after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_stages(config, all_stages, selected, params, force, log, exec_dir) -> list[dict]:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
     dataset_digest = _dataset_digest(config.bids_dir)
     code_digest = _package_source_digest()
     summaries = []
     upstream: dict[str, str] = {}
     selected_names = {s.name for s in selected}
-    env = {"PYTHONHASHSEED": "0", "KETAMINE_CBF_ROOT": str(project_root())}
-    os.environ.update(env)
 
     for s in all_stages:
         folder = config.derivatives_dir / s.folder
@@ -353,6 +374,20 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
         log(f"[{s.name}] done in {seconds:.1f} s")
         summaries.append({"stage": s.name, "status": "ran", "seconds": seconds})
     return summaries
+
+
+def _isolated_ipython_dir(derivatives_dir: Path) -> Path:
+    """A private IPython directory for the stage kernels.
+
+    Isolates the stages from a user's IPython startup files and profile (which could
+    change results), and quiets the kernel's start-up warnings in the run log.
+    """
+    d = Path(derivatives_dir) / ".cache" / "ipython"
+    profile = d / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    prov.write_text(profile / "ipython_kernel_config.py",
+                    "# written by ketamine-cbf's runner\nc.IPKernelApp.log_level = 'ERROR'\n")
+    return d
 
 
 def _outputs_intact(folder: Path, record: dict) -> bool:
