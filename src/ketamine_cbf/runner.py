@@ -106,9 +106,30 @@ def _match_stage(stages: list[Stage], key: str) -> Stage | None:
 
 def declared_parameters(stage: Stage) -> dict:
     """Return the parameters declared in the stage notebook's ``parameters`` cell."""
+    import logging
+
     import papermill as pm
 
-    params = pm.inspect_notebook(str(stage.path))
+    class _Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    logger = logging.getLogger("papermill.translators")
+    handler = _Collect()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        params = pm.inspect_notebook(str(stage.path))
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    if handler.messages:
+        raise UsageError(f"{stage.path}: parameters cell: {handler.messages[0]} "
+                         "(papermill cannot read it: write `name = value  # comment`)")
     if not params:
         raise UsageError(f"{stage.path}: no cell tagged 'parameters'")
     return params
