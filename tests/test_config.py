@@ -68,3 +68,10 @@ def test_shipped_configs_load():
     for f in sorted((root / "config").glob("*.yml")):
         cfg = load_config(f)
         assert cfg.seed >= 0 and cfg.bids_dir
+
+
+def test_simulate_block_null_key_and_seed(tmp_path):
+    cfg = load_config(write(tmp_path, "seed: 1\nbids_dir: ds\nsimulate:\n  null: true\n  subjects: 4\n"))
+    assert cfg.simulate == {"null": True, "subjects": 4}
+    with pytest.raises(UsageError, match="simulate.seed"):
+        load_config(write(tmp_path, "seed: 1\nbids_dir: ds\nsimulate: {seed: 3}\n"))

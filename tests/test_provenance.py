@@ -60,3 +60,14 @@ def test_write_json_handles_numpy(tmp_path):
     import json
 
     assert json.loads(p.read_text()) == {"f": 2.0, "n": 3, "v": [1.5]}
+
+
+def test_atomic_files_get_umask_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        p = prov.write_text(tmp_path / "x.txt", "1")
+    finally:
+        os.umask(old)
+    assert (p.stat().st_mode & 0o777) == 0o644

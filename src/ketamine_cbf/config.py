@@ -146,8 +146,14 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
             raw["stages"][stage] = {}
         elif not isinstance(params, dict):
             raise UsageError(f"{path}: stages.{stage} must be a mapping of parameters")
-    if raw.get("simulate") is not None and not isinstance(raw["simulate"], dict):
-        raise UsageError(f"{path}: 'simulate' must be a mapping of simulate options or null")
+    if raw.get("simulate") is not None:
+        if not isinstance(raw["simulate"], dict):
+            raise UsageError(f"{path}: 'simulate' must be a mapping of simulate options or null")
+        # YAML reads a bare `null:` key as None (and yes/no/true as booleans): the option is "null"
+        raw["simulate"] = {("null" if k is None else str(k).lower() if isinstance(k, bool) else k): v
+                           for k, v in raw["simulate"].items()}
+        if "seed" in raw["simulate"]:
+            raise UsageError(f"{path}: simulate.seed is not an option: the top-level seed is used")
 
     for key, text in overrides or []:
         value = parse_value(text)

@@ -1,0 +1,21 @@
+"""A simulated BIDS-ASL dataset of the ketamine x naltrexone crossover, with planted truth.
+
+``simulate_dataset(out_dir, seed=..., **options)`` writes the dataset; the options
+(names, defaults, help) are in :mod:`ketamine_cbf.simulate.params`. Modules:
+
+``params``     the options: defaults, checks, help texts (also the CLI's)
+``design``     crossover schedule, demographics, scales and exact-correlation planting
+``phenotype``  clinical scores planted against the truth-level imaging values
+``truth``      ground-truth CBF in MNI space (anatomy, variability, ACC and receptor effects)
+``signal``     the ASL signal model (white paper, forward direction)
+``native``     head pose, native grid, partial volume, PSF, coil bias
+``write``      BIDS text: descriptions and sidecars
+``dataset``    the orchestration (:func:`simulate_dataset`)
+``cli``        ``ketamine-cbf simulate``
+``figures``    the design schematic and truth figures of the book
+"""
+
+from .dataset import simulate_dataset
+from .params import DEFAULTS, OPTIONS
+
+__all__ = ["simulate_dataset", "DEFAULTS", "OPTIONS"]

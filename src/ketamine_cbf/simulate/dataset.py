@@ -1,0 +1,547 @@
+"""Build the simulated BIDS-ASL dataset and its ground truth (:func:`simulate_dataset`).
+
+Generative model of the true CBF of participant ``i``, session ``s`` (pre-treatment
+``a``), run ``r`` on the MNI grid (ml/100 g/min)::
+
+    S      = [B(x) g_i (1 + sigma_f f_i(x)) + t_i P_sg(x)] (1 + e_is)(1 + sigma_g g_is(x))
+    pre    C = S (1 + e_isr)(1 + sigma_g g_isr(x))                                 (run-1)
+    during C = S (1 + e_isr)(1 + sigma_g g_isr(x)) (1 + k_global)
+               + sum_roi A_{roi,i,s} P_roi(x) + R_ket(x) +- R_int(x) / 2             (run-2)
+
+with ``B`` the anatomical baseline (:func:`ketamine_cbf.simulate.truth.baseline_cbf`),
+``g_i`` a global subject factor, ``f, g`` smooth unit-SD random fields, ``t_i`` a
+subject-specific sgACC deviation, ``P_roi`` GM-masked Gaussian blobs at the ACC centres
+with amplitudes ``A = mean (x (1 - attenuation) under naltrexone) + u_i,roi + v_is,roi``,
+``R_ket`` and ``R_int`` receptor-shaped maps (+R_int/2 under naltrexone, -R_int/2 under
+placebo, so that the pooled effect is unchanged and naltrexone - placebo = R_int), and
+``e`` Gaussian global deviations (SDs ``subject_sd``, ``session_sd``, ``run_sd``). The
+true maps are stored (and used) with a step of 0.01 ml/100 g/min and clipped at 0.
+
+Each scan's true CBF is then imaged (:mod:`ketamine_cbf.simulate.native`,
+:mod:`ketamine_cbf.simulate.signal`): rigid pose, partial volume, PSF, white-paper
+deltaM, M0 with incomplete recovery, coil bias, thermal noise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .. import __version__
+from ..errors import UsageError
+from ..layout import TEMPLATE_SPACE, bids_name, scan_entities
+from ..provenance import save_nifti, write_json, write_text, write_tsv
+from ..rois import ACC_CENTRES_MNI
+from . import design as sdesign
+from . import native, signal, truth, write
+from .params import RECEPTORS, validate
+from .phenotype import build_phenotypes
+
+#: Arbitrary units of a fully relaxed M0 of pure CSF (GE images are in the thousands).
+M0_SCALE = 10000.0
+#: Residual static tissue signal of control/label images with background suppression.
+BS_RESIDUAL = 0.05
+#: Voxel size (mm) at which the SNR options are given.
+REFERENCE_VOXEL = (3.5, 3.5, 4.0)
+#: Signal-to-noise ratio of the simulated T1w (white matter).
+T1W_SNR = 40.0
+#: RNG stream tags (a stream is default_rng([seed, tag, *indices])).
+_DESIGN, _SUBJECT, _SESSION, _RUN, _POSE, _NOISE, _PHENO, _ANAT = range(1, 9)
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), *[int(k) for k in keys]])
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: OUT_DIR exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise UsageError(f"{out_dir}: OUT_DIR exists and is not empty (use --overwrite / "
+                         "overwrite=True to replace it)")
+
+
+def _xfm_text(A: np.ndarray) -> str:
+    lines = [" ".join(f"{v:.10f}" for v in row) for row in A]
+    return "\n".join(lines) + "\n"
+
+
+#: Storage step of the ground-truth CBF maps (int16 with this slope): 0.01 ml/100 g/min.
+TRUTH_STEP = np.float32(0.01)
+
+
+def _quantise(cbf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (int16 codes, float values as read back) of a CBF map stored with TRUTH_STEP."""
+    q = np.round(np.clip(cbf, 0, 327.0) / TRUTH_STEP).astype(np.int16)
+    return q, (q.astype(np.float64) * float(TRUTH_STEP)).astype(np.float32)
+
+
+def _truth_image(codes: np.ndarray, affine: np.ndarray, code: int) -> nib.Nifti1Image:
+    """A ground-truth CBF image: int16 codes, slope 0.01 (ml/100 g/min), given xform code."""
+    img = nib.Nifti1Image(codes, affine)
+    img.header.set_slope_inter(float(TRUTH_STEP), 0.0)
+    img.set_sform(affine, code=code)
+    img.set_qform(affine, code=code)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = b"true CBF, ml/100 g/min"
+    return img
+
+
+def _native_image(data: np.ndarray, affine: np.ndarray, dtype=np.float32, tr: float | None = None):
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine, dtype=dtype)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    if tr is not None and data.ndim == 4:
+        zooms = list(img.header.get_zooms()[:3]) + [tr]
+        img.header.set_zooms(zooms)
+    return img
+
+
+class _Imager:
+    """Images one scan's true CBF into native ASL volumes (one instance per dataset)."""
+
+    def __init__(self, opts: dict, anat: truth.Anatomy):
+        self.o = opts
+        self.anat = anat
+        self.grid = native.NativeGrid.from_fov(native.ASL_FOV, opts["voxel_size"])
+        self.sub = self.grid.supersampling(anat.resolution)
+        self.fine_affine = self.grid.fine_affine(self.sub)
+        self.fine_shape = self.grid.fine_shape(self.sub)
+        self.pd = signal.proton_density(anat.gm, anat.wm, anat.csf).astype(np.float32)
+        self.alpha = signal.labelling_efficiency(opts["bs_pulses"])
+        self.k = signal.cbf_to_deltam_factor(opts["post_labeling_delay"],
+                                            opts["labeling_duration"], self.alpha)
+        self.recovery = signal.m0_recovery(opts["m0_tr"])
+        # noise SDs: relative to pure GM at the mean GM CBF (coil bias 1). Thermal noise
+        # per voxel does not depend on voxel size while signal grows with its volume, so
+        # the SNR options (given for a reference voxel) scale with the volume.
+        self.snr_scale = float(np.prod(opts["voxel_size"]) / np.prod(REFERENCE_VOXEL))
+        self.sigma_dm = (self.k * opts["gm_cbf"] * signal.PD_GM * M0_SCALE
+                         / (opts["snr_deltam"] * self.snr_scale))
+        self.sigma_m0 = signal.PD_GM * M0_SCALE * self.recovery / (opts["snr_m0"] * self.snr_scale)
+
+    def image(self, cbf: np.ndarray, A: np.ndarray, bias: np.ndarray, rng: np.random.Generator):
+        """Return (asl 4D array, native true CBF, volume types) for one scan."""
+        o = self.o
+        cbf_f, pd_f = native.sample_truth([cbf, self.pd], self.anat.affine,
+                                          A @ self.fine_affine, self.fine_shape)
+        true_native = native.block_mean(cbf_f, self.sub)
+        m0_f = pd_f * M0_SCALE
+        dm_f = signal.forward_deltam(cbf_f, m0_f, o["post_labeling_delay"],
+                                     o["labeling_duration"], o["bs_pulses"]).astype(np.float32)
+        dm = native.block_mean(native.apply_psf(dm_f, self.sub, o["psf_fwhm"]), self.sub) * bias
+        m0 = native.block_mean(native.apply_psf(m0_f, self.sub, o["psf_fwhm"]), self.sub) * bias
+        m0_meas = m0 * self.recovery
+        shape = dm.shape
+        m0_noisy = np.sqrt((m0_meas + rng.normal(0, self.sigma_m0, shape)) ** 2
+                           + rng.normal(0, self.sigma_m0, shape) ** 2)  # magnitude: Rician
+        if o["asl_format"] == "deltam":
+            vols = [dm + rng.normal(0, self.sigma_dm, shape), m0_noisy]
+            types = ["deltam", "m0scan"]
+        else:
+            n = o["n_pairs"]
+            sigma_img = self.sigma_dm * np.sqrt(n / 2.0)
+            static = BS_RESIDUAL * m0 if o["bs_pulses"] > 0 else m0_meas
+            vols, types = [], []
+            for _ in range(n):
+                vols.append(static + dm + rng.normal(0, sigma_img, shape))
+                vols.append(static + rng.normal(0, sigma_img, shape))
+                types += ["control", "label"]
+            vols.append(m0_noisy)
+            types.append("m0scan")
+        return np.stack(vols, axis=-1).astype(np.float32), true_native.astype(np.float32), types
+
+
+def _t1w(anat: truth.Anatomy, opts: dict, A: np.ndarray, rng: np.random.Generator):
+    grid = native.NativeGrid.from_fov(native.T1W_FOV, opts["anat_voxel_size"])
+    (t1,) = native.sample_truth([anat.t1], anat.affine, A @ grid.affine, grid.shape)
+    bias, _ = native.coil_sensitivity(grid, rng, 0.1)
+    data = 1000.0 * t1 * bias
+    sigma = 1000.0 / T1W_SNR
+    data = np.sqrt((data + rng.normal(0, sigma, data.shape)) ** 2 + rng.normal(0, sigma, data.shape) ** 2)
+    return _native_image(data, grid.affine, dtype=np.int16)
+
+
+class _GroupStats:
+    """Running sums of per-subject true deltaCBF maps inside the brain (for t maps)."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = mask
+        self.n = 0
+        self.sums = {}
+
+    def add(self, maps: dict[str, np.ndarray]):
+        self.n += 1
+        for k, v in maps.items():
+            x = v[self.mask].astype(np.float64)
+            s, ss = self.sums.get(k, (0.0, 0.0))
+            self.sums[k] = (s + x, ss + x * x)
+
+    def mean_t(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        s, ss = self.sums[key]
+        n = self.n
+        mean = s / n
+        var = np.maximum(ss / n - mean ** 2, 0) * n / max(n - 1, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(var > 0, mean / np.sqrt(var / n), 0.0)
+        return mean, t
+
+    def volume(self, vec: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.mask.shape, np.float32)
+        out[self.mask] = vec
+        return out
+
+
+def _receptor_stats(anat: truth.Anatomy, maps: dict[str, np.ndarray]) -> dict:
+    """Voxel Pearson r (receptor mask) and Schaefer-200 parcel Spearman r of effect maps
+    with each raw PET map."""
+    _, rmask = truth.receptor_zmaps(anat.resolution)
+    rmask = rmask & (truth.parcellation(anat.resolution) > 0)
+    pet = truth.receptor_maps(anat.resolution)
+    labels = truth.parcellation(anat.resolution)
+    pet_parcels = {k: truth.parcel_means(v, labels) for k, v in pet.items()}
+    out = {}
+    for name, m in maps.items():
+        if not np.ptp(m[rmask]) > 0:  # a constant map (null dataset): no correlation defined
+            out[name] = None
+            continue
+        mp = truth.parcel_means(m, labels)
+        rec = {}
+        for k in RECEPTORS:
+            ok = np.isfinite(mp) & np.isfinite(pet_parcels[k])
+            rec[k] = {
+                "voxel_pearson_r": float(np.corrcoef(m[rmask], pet[k][rmask])[0, 1]),
+                "parcel_pearson_r": float(np.corrcoef(mp[ok], pet_parcels[k][ok])[0, 1]),
+                "parcel_spearman_r": float(stats.spearmanr(mp[ok], pet_parcels[k][ok])[0]),
+            }
+        out[name] = rec
+    return out
+
+
+def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False, **options) -> Path:
+    """Write a simulated BIDS-ASL crossover dataset with planted ground truth.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Dataset root to create. Built in a temporary folder beside it and renamed at the
+        end, so a failure leaves nothing behind.
+    seed : int
+        Master seed; the same seed and options give a byte-identical dataset.
+    overwrite : bool
+        Replace an existing non-empty ``out_dir``.
+    **options
+        Simulation options, the keys of the configuration's ``simulate:`` mapping (see
+        :data:`ketamine_cbf.simulate.params.OPTIONS`: ``subjects``, ``null``,
+        ``resolution``, ``asl_format``, effect sizes ...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Raises
+    ------
+    UsageError
+        Invalid options, or ``out_dir`` exists and is not empty without ``overwrite``
+        (nothing is written).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"simulate: seed must be a non-negative integer (got {seed!r})")
+    opts = validate(options)
+    out_dir = Path(out_dir).expanduser().absolute()
+    _check_out_dir(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        _build(tmp, int(seed), opts)
+        if out_dir.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
+                                          dir=out_dir.parent))
+            os.replace(out_dir, trash / "old")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _build(root: Path, seed: int, o: dict) -> None:
+    null = o["null"]
+    res = o["resolution"]
+    gt = root / "derivatives" / "groundtruth"
+    anat = truth.load_anatomy(res)
+    base = truth.baseline_cbf(anat, o["gm_cbf"], o["wm_cbf"])
+    blobs = truth.blob_profiles(anat, o["blob_fwhm"])
+    rois = truth.roi_masks(anat, o["roi_radius"])
+    gm_mask = anat.gm_mask
+    fields = truth.FieldMaker(anat.shape, anat.affine, o["field_fwhm"], anat.brain)
+    amp_ket = {} if null else o["ketamine_receptors"]
+    amp_int = {} if null else o["interaction_receptors"]
+    k_global = 0.0 if null else o["ketamine_global"]
+    focal_mean = {"sgACC": o["ketamine_sgacc"], "pgACC": o["ketamine_pgacc"],
+                  "dACC": o["ketamine_dacc"]}
+    if null:
+        focal_mean = {k: 0.0 for k in focal_mean}
+    att = o["naltrexone_attenuation"]
+    # the planted group maps without their receptor parts (receptor parts are fitted to them)
+    ket_fixed = np.float32(k_global) * base
+    int_fixed = np.zeros(anat.shape, np.float32)
+    for roi in focal_mean:
+        ket_fixed = ket_fixed + np.float32(focal_mean[roi] * (1 - att / 2)) * blobs[roi]
+        int_fixed = int_fixed - np.float32(focal_mean[roi] * att) * blobs[roi]
+    r_ket, rec_ket = truth.receptor_effect(anat, amp_ket, ket_fixed, acc=(rois, blobs))
+    r_int, rec_int = truth.receptor_effect(anat, amp_int, int_fixed, acc=(rois, blobs))
+    imager = _Imager(o, anat)
+
+    # ---- design ----------------------------------------------------------------------------
+    participants = sdesign.crossover(o["subjects"], _rng(seed, _DESIGN))
+    sess = sdesign.sessions(participants)
+    write.write_text_files(root, o, seed)
+    write_tsv(root / "participants.tsv", participants)
+    write_json(gt / "dataset_description.json", write.groundtruth_description(seed))
+
+    group = _GroupStats(anat.brain)
+    truth_rows, scan_records, subject_records = [], [], {}
+    for i, (pid, order) in enumerate(zip(participants["participant_id"], participants["order"])):
+        rs = _rng(seed, _SUBJECT, i)
+        g_i = max(0.5, 1.0 + o["subject_sd"] * rs.standard_normal())
+        f_i = fields(rs)
+        trait = o["sgacc_trait_sd"] * rs.standard_normal()
+        u = {roi: o["ketamine_sd"] * rs.standard_normal() for roi in ACC_CENTRES_MNI}
+        subj_base = base * np.float32(g_i) * (1 + np.float32(o["subject_field_sd"]) * f_i) \
+            + np.float32(trait) * blobs["sgACC"]
+        ent_sub = scan_entities(pid, None, None)
+        subject_records[pid] = {"global_factor": g_i, "sgacc_trait": trait,
+                                "ketamine_subject_deviation": u}
+        # T1w in ses-1, own pose
+        A_t1, pose_t1 = native.random_pose(_rng(seed, _POSE, i, 0, 0), o["max_rotation"],
+                                           o["max_translation"])
+        t1_img = _t1w(anat, o, A_t1, _rng(seed, _ANAT, i))
+        ent1 = scan_entities(pid, "ses-1", None)
+        save_nifti(t1_img, root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w"))
+        write_json(root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w", ".json"),
+                   write.t1w_sidecar())
+        write_text(gt / pid / "ses-1" / "anat" / bids_name(
+            {**ent1, "from": "scanner", "to": TEMPLATE_SPACE, "mode": "image"}, "xfm", ".txt"),
+            _xfm_text(A_t1))
+        subject_records[pid]["t1w_pose"] = {**pose_t1, "matrix": A_t1.tolist()}
+
+        deltas = {}
+        for _, srow in sess[sess["participant_id"] == pid].iterrows():
+            ses, arm, period = srow["session_id"], srow["pretreatment"], int(srow["period"])
+            rss = _rng(seed, _SESSION, i, period)
+            e_s = o["session_sd"] * rss.standard_normal()
+            g_s = fields(rss)
+            v = {roi: o["ketamine_session_sd"] * rss.standard_normal() for roi in ACC_CENTRES_MNI}
+            bias, bias_par = native.coil_sensitivity(imager.grid, rss, o["coil_bias"])
+            ses_base = subj_base * np.float32(1 + e_s) * (1 + np.float32(o["run_field_sd"]) * g_s)
+            factor = (1 - att) if arm == "naltrexone" else 1.0
+            amps = {roi: 0.0 if null else focal_mean[roi] * factor + u[roi] + v[roi]
+                    for roi in ACC_CENTRES_MNI}
+            times = sdesign.scan_times(period, i, rss)
+            scans_rows, maps = [], {}
+            for run, tp in ((1, "pre"), (2, "during")):
+                rr = _rng(seed, _RUN, i, period, run)
+                e_r = o["run_sd"] * rr.standard_normal()
+                g_r = fields(rr)
+                cbf = ses_base * np.float32(1 + e_r) * (1 + np.float32(o["run_field_sd"]) * g_r)
+                if tp == "during":
+                    cbf = cbf * np.float32(1 + k_global)
+                    for roi, a in amps.items():
+                        cbf = cbf + np.float32(a) * blobs[roi]
+                    cbf = cbf + r_ket + (0.5 if arm == "naltrexone" else -0.5) * r_int
+                codes, cbf = _quantise(cbf)
+                maps[tp] = cbf
+                ent = scan_entities(pid, ses, run)
+                perf = Path(pid) / ses / "perf"
+                # ground truth
+                save_nifti(_truth_image(codes, anat.affine, 4), gt / perf / bids_name(
+                    {**ent, "space": TEMPLATE_SPACE, "res": res, "desc": "true"}, "cbf"))
+                A, pose = native.random_pose(_rng(seed, _POSE, i, period, run),
+                                             o["max_rotation"], o["max_translation"])
+                write_text(gt / perf / bids_name(
+                    {**ent, "from": "scanner", "to": TEMPLATE_SPACE, "mode": "image"}, "xfm",
+                    ".txt"), _xfm_text(A))
+                asl, true_native, types = imager.image(cbf, A, bias, _rng(seed, _NOISE, i, period, run))
+                save_nifti(_truth_image(_quantise(true_native)[0], imager.grid.affine, 1),
+                           gt / perf / bids_name({**ent, "desc": "true"}, "cbf"))
+                # raw BIDS
+                asl_name = bids_name(ent, "asl")
+                save_nifti(_native_image(asl, imager.grid.affine, dtype=np.int16, tr=o["tr"]),
+                           root / perf / asl_name)
+                write_json(root / perf / bids_name(ent, "asl", ".json"),
+                           write.asl_sidecar(o, len(types) - 1, len(types) - 1))
+                write_tsv(root / perf / bids_name(ent, "aslcontext", ".tsv"),
+                          pd.DataFrame({"volume_type": types}))
+                scans_rows.append({"filename": f"perf/{asl_name}", "acq_time": times[tp],
+                                   "timepoint": tp})
+                glob_gm = float(cbf[gm_mask].mean())
+                row = {"participant_id": pid, "session_id": ses, "run": run, "timepoint": tp,
+                       "pretreatment": arm, "global_gm_cbf": glob_gm}
+                for roi, m in rois.items():
+                    row[f"{roi.lower()}_cbf"] = float(cbf[m].mean())
+                scan_records.append({**row, "pose": {**pose, "matrix": A.tolist()},
+                                     "coil_bias": bias_par})
+            write_tsv(root / pid / ses / bids_name(scan_entities(pid, ses, None), "scans", ".tsv"),
+                      pd.DataFrame(scans_rows))
+            deltas[arm] = maps["during"] - maps["pre"]
+            pre = [r for r in scan_records if r["participant_id"] == pid and r["session_id"] == ses]
+            p, d = pre[0], pre[1]
+            trow = {"participant_id": pid, "session_id": ses, "pretreatment": arm,
+                    "period": period, "global_gm_cbf_pre": p["global_gm_cbf"],
+                    "global_gm_cbf_during": d["global_gm_cbf"]}
+            for roi in ACC_CENTRES_MNI:
+                key = roi.lower()
+                trow[f"{key}_pre_cbf"] = p[f"{key}_cbf"]
+                trow[f"{key}_during_cbf"] = d[f"{key}_cbf"]
+                trow[f"{key}_delta_cbf"] = d[f"{key}_cbf"] - p[f"{key}_cbf"]
+                trow[f"{key}_pre_rcbf"] = p[f"{key}_cbf"] / p["global_gm_cbf"]
+                trow[f"{key}_delta_rcbf"] = (d[f"{key}_cbf"] / d["global_gm_cbf"]
+                                             - p[f"{key}_cbf"] / p["global_gm_cbf"])
+                trow[f"ketamine_amplitude_{key}"] = amps[roi]
+            trow["sgacc_trait"] = trait
+            trow["global_factor"] = g_i
+            truth_rows.append(trow)
+        write_tsv(root / pid / bids_name(ent_sub, "sessions", ".tsv"),
+                  sess.loc[sess["participant_id"] == pid, ["session_id", "pretreatment", "period"]])
+        # the legacy bids-validator accepts no top-level sessions.json: one per participant
+        write_json(root / pid / bids_name(ent_sub, "sessions", ".json"), write.sessions_json())
+        group.add({"ket_placebo": deltas["placebo"], "ket_naltrexone": deltas["naltrexone"],
+                   "ket_pooled": 0.5 * (deltas["placebo"] + deltas["naltrexone"]),
+                   "interaction": deltas["naltrexone"] - deltas["placebo"]})
+
+    # ---- phenotypes ------------------------------------------------------------------------
+    ptruth = pd.DataFrame(truth_rows)
+    tables, planted = build_phenotypes(ptruth, o, _rng(seed, _PHENO))
+    for name, df in tables.items():
+        write_tsv(root / "phenotype" / f"{name}.tsv", df)
+        write_json(root / "phenotype" / f"{name}.json", write.phenotype_json(name))
+    merged = ptruth.copy()
+    merged["psi_delusional_thinking"] = tables["psi"]["psi_delusional_thinking"].to_numpy()
+    merged["psi_perceptual_distortion"] = tables["psi"]["psi_perceptual_distortion"].to_numpy()
+    merged["madrs_improvement"] = (tables["madrs"]["madrs_baseline"]
+                                   - tables["madrs"]["madrs_day1"]).to_numpy()
+    merged["qids_sr_improvement"] = (tables["qids_sr"]["qids_sr_baseline"]
+                                     - tables["qids_sr"]["qids_sr_day1"]).to_numpy()
+    write_tsv(gt / "phenotype_truth.tsv", merged)
+    for arm in planted:
+        sub = merged[merged["pretreatment"] == arm]
+        for score, rec in planted[arm].items():
+            absolute = rec["imaging"].replace("_rcbf", "_cbf")
+            rec["realised_r_absolute_cbf"] = sdesign.pearson(sub[absolute], sub[score])
+
+    # ---- group maps and statistics ---------------------------------------------------------
+    ket_map = (ket_fixed + r_ket).astype(np.float32)
+    int_map = (int_fixed + r_int).astype(np.float32)
+    grp = {"space": TEMPLATE_SPACE, "res": res}
+    save_nifti(anat.img(ket_map), gt / bids_name({**grp, "desc": "ketamineEffect"}, "cbf"))
+    save_nifti(anat.img(int_map), gt / bids_name({**grp, "desc": "interactionEffect"}, "cbf"))
+
+    tstats = {}
+    far = np.ones(anat.shape, bool)
+    for c in ACC_CENTRES_MNI.values():
+        far &= np.sum((anat.coords - np.asarray(c, np.float32)) ** 2, axis=-1) > 25.0 ** 2
+    sample_maps = {}
+    for key in ("ket_placebo", "ket_naltrexone", "ket_pooled", "interaction"):
+        mean, t = group.mean_t(key)
+        tv = group.volume(t)
+        sample_maps[key] = group.volume(mean)
+        tstats[key] = {
+            **{f"max_t_{roi}": float(tv[m].max()) for roi, m in rois.items()},
+            **{f"min_t_{roi}": float(tv[m].min()) for roi, m in rois.items()},
+            "max_abs_t_outside_acc": float(np.abs(tv[far & gm_mask]).max()),
+        }
+    rstats = _receptor_stats(anat, {
+        "ketamineEffect": ket_map, "interactionEffect": int_map,
+        "sample_mean_ket_pooled": sample_maps["ket_pooled"],
+        "sample_mean_interaction": sample_maps["interaction"]})
+
+    doc = {
+        "description": write.SIM_NOTICE,
+        "package": "ketamine-cbf", "version": __version__, "seed": seed,
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in o.items()},
+        "null": null,
+        "model": {
+            "cbf_units": "ml/100 g/min",
+            "baseline": "gm_cbf * gm * pattern + wm_cbf * wm; pattern = Holiga 2018 group CBF "
+                        f"normalised to GM mean 1, clipped to {list(truth.PATTERN_CLIP)}",
+            "gm_threshold": truth.GM_THRESHOLD,
+            "global_gm_cbf": f"mean true CBF over template GM probability > {truth.GM_THRESHOLD}",
+            "relative_cbf": "ROI mean / global GM mean of the same scan",
+            "interaction_split": "+R_int/2 under naltrexone, -R_int/2 under placebo",
+        },
+        "quantification": {
+            "formula": "CBF = 6000 lambda dM exp(PLD/T1b) / (2 alpha T1b M0 (1 - exp(-tau/T1b))) "
+                       "(Alsop et al. 2015, MRM 73:102)",
+            "lambda": signal.LAMBDA, "t1_blood": signal.T1_BLOOD,
+            "alpha_pcasl": signal.ALPHA_PCASL, "alpha_bs_per_pulse": signal.ALPHA_BS_PULSE,
+            "bs_pulses": o["bs_pulses"], "alpha_effective": imager.alpha,
+            "post_labeling_delay": o["post_labeling_delay"],
+            "labeling_duration": o["labeling_duration"],
+            "m0_tr": o["m0_tr"], "t1_tissue_m0": signal.T1_TISSUE,
+            "m0_recovery_fraction": imager.recovery,
+            "m0_correction": "measured M0 = M0 (1 - exp(-TR_M0 / 1.3 s)); divide it out",
+            "deltam_per_cbf_per_m0": imager.k, "m0_scale_csf": M0_SCALE,
+            "proton_density": {"csf": signal.PD_CSF, "gm": signal.PD_GM, "wm": signal.PD_WM},
+            "deltam_scaling": "deltaM is the mean control - label difference, same units as M0",
+        },
+        "imaging": {
+            "native_grid_shape": list(imager.grid.shape),
+            "native_voxel_size": list(imager.grid.voxel_size),
+            "native_affine": imager.grid.affine.tolist(),
+            "supersampling": list(imager.sub),
+            "psf_fwhm_voxels": list(o["psf_fwhm"]),
+            "noise_sd_deltam": imager.sigma_dm, "noise_sd_m0": imager.sigma_m0,
+            "snr_voxel_volume_factor": imager.snr_scale,
+            "snr_reference_voxel_mm": list(REFERENCE_VOXEL),
+            "truth_storage": "int16 with scl_slope 0.01 (ml/100 g/min); values as read back",
+            "noise": "Gaussian on deltaM and control/label, Rician (magnitude) on M0 and T1w",
+            "bs_residual_static_fraction": BS_RESIDUAL,
+            "head_centre_mni": list(native.HEAD_CENTRE_MNI),
+            "pose_convention": "x_MNI = A @ [x_scanner, 1] (world mm, RAS)",
+        },
+        "rois": {name: {"centre_mni": list(c), "radius_mm": o["roi_radius"],
+                        "gm_threshold": truth.GM_THRESHOLD, "n_voxels": int(rois[name].sum())}
+                 for name, c in ACC_CENTRES_MNI.items()},
+        "blobs": {name: {"centre_mni": list(c), "fwhm_mm": o["blob_fwhm"],
+                         "mean_amplitude_placebo": focal_mean[name],
+                         "mean_amplitude_naltrexone": focal_mean[name] * (1 - att),
+                         "masked_by": "GM probability"}
+                  for name, c in ACC_CENTRES_MNI.items()},
+        "ketamine_global_fraction": k_global,
+        "receptors": {"ketamine": rec_ket, "interaction": rec_int,
+                      "parcellation": "Schaefer 2018, 200 parcels, 7 networks (parcel means "
+                                      "over all voxels of each parcel)",
+                      "construction": "sum_k a_k e_k of the parcel-level unique components, "
+                                      "painted smoothly into GM, corrected to zero parcel r "
+                                      "with non-target maps (see truth.receptor_effect)",
+                      "correlations": rstats},
+        "true_group_t": tstats,
+        "planted_correlations": planted,
+        "subjects": subject_records,
+        "scans": scan_records,
+    }
+    write_json(gt / "truth.json", doc)
+    _fix_permissions(root)
+
+
+def _fix_permissions(root: Path) -> None:
+    """Give the dataset ordinary permissions (temporary files and dirs are created 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o777 & ~umask)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o666 & ~umask)
