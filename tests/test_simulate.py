@@ -154,7 +154,7 @@ def test_planted_correlations_recomputed_from_files(tiny_dataset):
         assert r_pla == pytest.approx(opts[key], abs=0.01), score
         assert r_nal == pytest.approx(opts["r_naltrexone"], abs=0.01), score
         rec = truth["planted_correlations"]["placebo"][score]
-        assert rec["realised_r"] == pytest.approx(r_pla, abs=1e-6)
+        assert rec["realised_r"] == pytest.approx(r_pla, abs=1e-5)  # int16 truth maps
 
 
 def test_null_dataset_has_no_effects_but_same_images(tiny_dataset, tiny_null_dataset):
@@ -194,7 +194,7 @@ def test_true_ketamine_effect_in_acc_and_not_in_null(tiny_dataset, tiny_null_dat
 
 def test_receptor_components_parcel_level(tiny_dataset):
     """Parcel-level Spearman r of the planted maps with the raw PET maps, recomputed with
-    nilearn + pandas: targets clearly correlated, non-targets ~0."""
+    nilearn + pandas: targets clearly correlated, non-targets weak."""
     from nilearn.image import resample_to_img
 
     from ketamine_cbf.data import load_receptor_map, schaefer_path
@@ -216,8 +216,8 @@ def test_receptor_components_parcel_level(tiny_dataset):
             amp = truth["options"][key].get(name)
             if amp:
                 assert np.sign(r) == np.sign(amp) and abs(r) > 0.25, (desc, name, r)
-            else:
-                assert abs(r) < 0.12, (desc, name, r)
+            else:  # specificity 0.9 keeps a little overlap with the non-target maps
+                assert abs(r) < 0.25, (desc, name, r)
 
 
 # ------------------------------------------------------------------- forward model
@@ -432,3 +432,24 @@ def test_coil_bias_cancels_and_m0_recovery_follows_tr(tmp_path):
     assert np.median(m0_long / m0_short) == pytest.approx(expected, rel=0.005)
     cbf2, _ = _quantify(longtr / rel)
     assert np.median(cbf2[brain] / cbf0[brain]) == pytest.approx(1.0, abs=0.002)
+
+
+def test_receptor_specificity_one_makes_non_targets_uncorrelated():
+    """With specificity 1 the planted map has ~zero parcel correlation with every
+    non-target map; lowering it raises the target correlation (the trade-off documented
+    in truth.receptor_effect)."""
+    from ketamine_cbf.simulate import truth
+
+    anat = truth.load_anatomy(4)
+    labels = truth.parcellation(4)
+    pet = truth.receptor_maps(4)
+    rs = {}
+    for spec in (1.0, 0.8):
+        eff, rec = truth.receptor_effect(anat, {"MOR": 1.0, "mGluR5": 1.0}, specificity=spec)
+        pm = truth.parcel_means(eff, labels)
+        ok = np.isfinite(pm)
+        rs[spec] = {k: stats.spearmanr(pm[ok], truth.parcel_means(pet[k], labels)[ok]).statistic
+                    for k in ("MOR", "mGluR5", "KOR", "NMDA", "GABAA")}
+        assert rec["specificity"] == spec
+    assert max(abs(rs[1.0][k]) for k in ("KOR", "NMDA", "GABAA")) < 0.08
+    assert rs[0.8]["MOR"] > rs[1.0]["MOR"] + 0.05

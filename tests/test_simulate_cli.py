@@ -35,7 +35,10 @@ def test_cli_builds_with_options(tmp_path, capsys):
     assert truth["seed"] == 3
     o = truth["options"]
     assert o["subjects"] == 4 and o["ketamine_pgacc"] == 20.0 and o["asl_format"] == "pairs"
-    assert o["ketamine_receptors"] == {"mGluR5": 1.0, "KOR": 0.5}
+    from ketamine_cbf.simulate.params import DEFAULTS
+
+    expected = {k: v for k, v in DEFAULTS["ketamine_receptors"].items() if k != "MOR"}
+    assert o["ketamine_receptors"] == {**expected, "KOR": 0.5}  # MOR=0 removes, KOR added
     assert o["interaction_receptors"] == {}
     ctx = next(out.glob("sub-*/ses-*/perf/*_aslcontext.tsv")).read_text().split()
     assert ctx == ["volume_type", "control", "label", "control", "label", "m0scan"]

@@ -301,8 +301,11 @@ def _build(root: Path, seed: int, o: dict) -> None:
     for roi in focal_mean:
         ket_fixed = ket_fixed + np.float32(focal_mean[roi] * (1 - att / 2)) * blobs[roi]
         int_fixed = int_fixed - np.float32(focal_mean[roi] * att) * blobs[roi]
-    r_ket, rec_ket = truth.receptor_effect(anat, amp_ket, ket_fixed, acc=(rois, blobs))
-    r_int, rec_int = truth.receptor_effect(anat, amp_int, int_fixed, acc=(rois, blobs))
+    spec = o["receptor_specificity"]
+    r_ket, rec_ket = truth.receptor_effect(anat, amp_ket, ket_fixed, acc=(rois, blobs),
+                                           specificity=spec)
+    r_int, rec_int = truth.receptor_effect(anat, amp_int, int_fixed, acc=(rois, blobs),
+                                           specificity=spec)
     imager = _Imager(o, anat)
 
     # ---- design ----------------------------------------------------------------------------

@@ -152,13 +152,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("naltrexone_attenuation", 0.0, "float", "fraction of the focal ketamine effect "
            "removed by naltrexone (the study: none)",
            lambda v: None if 0 <= v <= 1 else "must be in [0, 1]", "ketamine"),
-    Option("ketamine_receptors", {"MOR": 1.0, "mGluR5": 1.0}, "receptors",
+    Option("ketamine_receptors", {"MOR": 2.5, "mGluR5": 1.6}, "receptors",
            "receptor components of the ketamine effect: NAME=AMP, AMP in ml/100 g/min of "
            "parcel-mean CBF change per SD of the PET map across Schaefer-200 parcels; the part "
            "explained by the non-target maps is removed", _receptors, "receptors"),
-    Option("interaction_receptors", {"MOR": -0.6, "GABAA-a5": -0.6}, "receptors",
+    Option("interaction_receptors", {"MOR": -1.0, "GABAA-a5": -1.0}, "receptors",
            "receptor components of the interaction (effect after naltrexone - after "
            "placebo): NAME=AMP", _receptors, "receptors"),
+    Option("receptor_specificity", 0.9, "float", "fraction (0-1) of the target maps' variance "
+           "shared with the non-target PET maps that is removed from the planted receptor "
+           "components (1: non-target maps exactly uncorrelated, target r capped near 0.5)",
+           lambda v: None if 0 <= v <= 1 else "must be in [0, 1]", "receptors"),
     # --- clinical correlations -----------------------------------------------------------
     Option("r_psi_delusional", 0.56, "float", "planted r (placebo): pgACC relative CBF change "
            "vs PSI delusional thinking", _corr, "clinical"),
