@@ -148,3 +148,18 @@ def test_outputs_render_in_a_real_book_build(tmp_path, captured):
     assert "A bar chart with two bars, the second twice as tall." in alts
     assert "a straight line rising from left to right." in alts
     assert "<figcaption>Two bars.</figcaption>" in html_text
+
+
+def test_show_figure_accepts_a_nilearn_display(tmp_path, monkeypatch):
+    """nilearn displays have a savefig that only takes file names: their figure is used."""
+    from nilearn import plotting
+
+    from ketamine_cbf import bookutils
+    from ketamine_cbf.templates import template_t1
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    disp = plotting.plot_anat(template_t1(4), display_mode="z", cut_coords=[0])
+    bookutils.show_figure(disp, caption="c", alt="a", path=tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 'alt="a"' in shown[0]["text/html"]

@@ -175,8 +175,15 @@ def show_figure(fig, caption: str, alt: str, path: str | os.PathLike | None = No
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    if not hasattr(fig, "savefig"):
-        fig = getattr(getattr(fig, "frame_axes", None), "figure", fig)
+    # nilearn displays have their own savefig (filename only): use their matplotlib figure
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        inner = getattr(getattr(fig, "frame_axes", None), "figure", None)
+        if not isinstance(inner, Figure):
+            raise TypeError(f"show_figure needs a matplotlib figure or a nilearn display, "
+                            f"got {type(fig).__name__}")
+        fig = inner
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight",
                 metadata={"Software": None})

@@ -274,7 +274,10 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
     config.derivatives_dir.mkdir(parents=True, exist_ok=True)
     exec_dir = executed_dir(book_root)
     exec_dir.mkdir(parents=True, exist_ok=True)
+    # ITK (ANTs) single-threaded from kernel start: multi-threaded metric sampling is not
+    # reproducible, and stages that parallelise do it over scans in worker processes.
     env = {"PYTHONHASHSEED": "0", "KETAMINE_CBF_ROOT": str(project_root()),
+           "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1",
            "IPYTHONDIR": str(_isolated_ipython_dir(config.derivatives_dir))}
     with _environment(env):
         return _run_stages(config, all_stages, selected, params, force, log, exec_dir)
