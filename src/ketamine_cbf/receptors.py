@@ -822,8 +822,10 @@ def recovery_table(table: pd.DataFrame, planted: dict, mapping=None) -> pd.DataF
     planted : dict
         :func:`read_planted_receptors` output.
     mapping : dict, optional
-        Contrast -> planted key (default: ``ket_*`` -> ``ketamine``,
-        ``interaction`` -> ``interaction``).
+        Contrast -> ``{planted key: weight}``. The default follows the contrasts'
+        definitions: with ketamine loading K (placebo arm) and interaction loading I
+        (naltrexone - placebo), ``ket_placebo`` carries K, ``ket_naltrexone`` K + I,
+        ``ket_pooled`` K + I/2 and ``interaction`` I.
 
     Returns
     -------
@@ -832,9 +834,19 @@ def recovery_table(table: pd.DataFrame, planted: dict, mapping=None) -> pd.DataF
         ``target`` (bool) and ``correct`` (significant iff target, with the sign of
         the planted amplitude; naive rows included for comparison).
     """
-    mapping = mapping or {c: ("interaction" if c == "interaction" else "ketamine") for c in CONTRASTS}
+    mapping = mapping or {"ket_placebo": {"ketamine": 1.0},
+                          "ket_naltrexone": {"ketamine": 1.0, "interaction": 1.0},
+                          "ket_pooled": {"ketamine": 1.0, "interaction": 0.5},
+                          "interaction": {"interaction": 1.0}}
     out = table.copy()
-    amp = [planted.get(mapping.get(c, ""), {}).get(r, 0.0) for c, r in zip(out["contrast"], out["receptor"])]
+
+    def loading(contrast, receptor):
+        weights = mapping.get(contrast, {})
+        if isinstance(weights, str):  # a plain contrast -> key mapping
+            weights = {weights: 1.0}
+        return float(sum(w * planted.get(key, {}).get(receptor, 0.0) for key, w in weights.items()))
+
+    amp = [loading(c, r) for c, r in zip(out["contrast"], out["receptor"])]
     out["planted"] = amp
     out["target"] = out["planted"] != 0
     same_sign = np.sign(out["r"]) == np.sign(out["planted"])

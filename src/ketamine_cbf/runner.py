@@ -447,7 +447,7 @@ def build_book(root: Path | None = None, strict: bool = True, log=print) -> Path
             f"no executed notebook for stage(s) {', '.join(missing)}: run `ketamine-cbf run` first"
         )
     exe = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(exe), "build", str(root), "--builder", "html", "--keep-going"]
+    cmd = [str(exe), "build", str(root), "--builder", "html", "--keep-going", "--all"]  # no stale pages/assets
     if strict:
         cmd += ["-W", "-n"]
     log("building the book: " + " ".join(cmd))
