@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 CONFIG ?= config/default.yml
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test-tools book run site test clean-results
+.PHONY: help install test-tools book run site publish test clean-results
 help:
 	@echo "make book   - install, simulate the default dataset if missing, run all stages, build the site"
 	@echo "make test   - install (with test tools) and run the test suite"
 	@echo "make run    - run the stages only (CONFIG=$(CONFIG)); make site - build the site only"
+	@echo "make publish - make book, check every page in headless chromium, leave a static site to upload"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,13 @@ site: install
 	$(BIN)/ketamine-cbf book
 
 book: run site
+
+# A static site ready for any web host (GitHub Pages: .github/workflows/pages.yml does the same
+# on every push): the built book, checked page by page in a headless browser.
+publish: book
+	$(BIN)/python scripts/browser_check.py _build/html --screenshots _build/screenshots
+	@touch _build/html/.nojekyll
+	@echo "static site ready: upload the folder _build/html (e.g. ghp-import -n -p -f _build/html)"
 
 test: install test-tools
 	$(BIN)/python -m pytest

@@ -293,3 +293,30 @@ def test_recovery_table_loadings_follow_the_contrast_definitions():
     rec = rc.recovery_table(pd.DataFrame(rows), planted).set_index("contrast")["planted"]
     assert rec.to_dict() == {"ket_placebo": 2.5, "ket_naltrexone": 1.5, "ket_pooled": 2.0,
                              "interaction": -1.0}
+
+
+def test_describe_recovery_names_misses_and_false_positives():
+    rows = [
+        {"contrast": "interaction", "receptor": "MOR", "null_model": "moran", "r": -0.58,
+         "p_fdr": 0.16, "significant": False},
+        {"contrast": "interaction", "receptor": "KOR", "null_model": "moran", "r": -0.2,
+         "p_fdr": 0.6, "significant": False},
+        {"contrast": "interaction", "receptor": "MOR", "null_model": "variogram", "r": -0.58,
+         "p_fdr": 0.001, "significant": True},
+        {"contrast": "interaction", "receptor": "KOR", "null_model": "variogram", "r": -0.2,
+         "p_fdr": 0.04, "significant": True},
+        {"contrast": "interaction", "receptor": "MOR", "null_model": "naive", "r": -0.58,
+         "p_fdr": 1e-9, "significant": True},
+        {"contrast": "interaction", "receptor": "KOR", "null_model": "naive", "r": -0.2,
+         "p_fdr": 0.5, "significant": False},
+    ]
+    rec = rc.recovery_table(pd.DataFrame(rows), {"interaction": {"MOR": -1.0}})
+    text = rc.describe_recovery(rec).splitlines()
+    assert len(text) == 3
+    assert text[0].startswith("* **moran**: 0 of 1") and "interaction × MOR" in text[0]
+    assert "false positives interaction × KOR" in text[1] and "1 of 1" in text[1]
+    assert text[2] == "* **naive**: all 1 planted associations found (with the planted sign), no false ones."
+    # a significant association with the wrong sign is a miss
+    flipped = pd.DataFrame(rows[4:]).assign(r=[0.58, -0.2])
+    out = rc.describe_recovery(rc.recovery_table(flipped, {"interaction": {"MOR": -1.0}}))
+    assert "0 of 1" in out

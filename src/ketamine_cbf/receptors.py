@@ -67,7 +67,7 @@ __all__ = [
     "group_map_paths", "find_brain_mask", "fdr", "correlation_table", "make_nulls",
     "null_correlation_table", "subject_correlations", "subject_level_tests",
     "dominance_analysis", "random_smooth_maps", "false_positive_rates",
-    "summarise_false_positives", "read_planted_receptors", "recovery_table",
+    "summarise_false_positives", "read_planted_receptors", "recovery_table", "describe_recovery",
     "save_figure", "plot_brain_maps", "plot_correlations", "plot_null_distributions", "plot_scatter",
     "plot_false_positive_rates", "plot_variograms", "plot_dominance",
 ]
@@ -852,6 +852,49 @@ def recovery_table(table: pd.DataFrame, planted: dict, mapping=None) -> pd.DataF
     same_sign = np.sign(out["r"]) == np.sign(out["planted"])
     out["correct"] = np.where(out["target"], out["significant"] & same_sign, ~out["significant"])
     return out
+
+
+def describe_recovery(rec: pd.DataFrame, contrasts=None) -> str:
+    """The planted-vs-found comparison in words: per test, what was missed or found wrongly.
+
+    Parameters
+    ----------
+    rec : pandas.DataFrame
+        :func:`recovery_table` output (one correlation method).
+    contrasts : sequence of str, optional
+        Contrasts to describe (default: all, in table order).
+
+    Returns
+    -------
+    str
+        Markdown, one bullet per test (``naive`` and each null model): "all N planted
+        associations found, no false ones", or the planted associations it missed
+        (with their p_FDR) and the non-planted ones it called significant.
+    """
+    if contrasts is not None:
+        rec = rec[rec["contrast"].isin(list(contrasts))]
+    lines = []
+    for model, sub in rec.groupby("null_model", sort=False):
+        targets = sub[sub["target"]]
+        missed = targets[~targets["correct"]]
+        false = sub[~sub["target"] & sub["significant"]]
+        if missed.empty and false.empty:
+            lines.append(f"* **{model}**: all {len(targets)} planted associations found "
+                         "(with the planted sign), no false ones.")
+            continue
+        parts = []
+        if not missed.empty:
+            parts.append("missed " + ", ".join(
+                f"{r.contrast} × {r.receptor} (r = {r.r:.2f}, p_FDR = {r.p_fdr:.2g})"
+                for r in missed.itertuples()))
+        if not false.empty:
+            parts.append("false positives " + ", ".join(
+                f"{r.contrast} × {r.receptor} (r = {r.r:.2f}, p_FDR = {r.p_fdr:.2g})"
+                for r in false.itertuples()))
+        found = len(targets) - len(missed)
+        lines.append(f"* **{model}**: {found} of {len(targets)} planted associations found; "
+                     + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- figures
