@@ -121,3 +121,27 @@ def test_simulated_dataset_gm_cbf_matches_ground_truth(tiny_dataset, tmp_path):
     assert cmp["rel_error"].abs().median() < 0.05
     assert cmp["rel_error_psf"].abs().median() < 0.05
     assert (read_qc_table(out)["qc_pass"]).all()
+
+
+def test_registration_is_reproducible_when_ants_runs_before_our_helpers(tmp_path):
+    """ITK fixes its thread count when ants first runs a filter: a caller that uses ants
+    right after importing the package (before any helper of ours runs) must still get
+    bit-identical transforms."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import os, sys; os.environ.pop('ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS', None)\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import ketamine_cbf, ants, numpy as np\n"
+        "ants.smooth_image(ants.from_numpy(np.ones((8, 8, 8), 'float32')), 1.0)\n"
+        "from test_qc import _rotated_phantom\n"
+        "from ketamine_cbf.qc import register_template\n"
+        "img, _ = _rotated_phantom()\n"
+        "a = register_template(img, cache_dir=sys.argv[2] + '/a').read_bytes()\n"
+        "b = register_template(img, cache_dir=sys.argv[2] + '/b').read_bytes()\n"
+        "print(a == b)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]

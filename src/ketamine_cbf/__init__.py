@@ -11,4 +11,12 @@ The package holds every computation of the analysis book; the notebooks in
 ``errors``         the exceptions whose messages users see
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# ANTs (ITK) registrations are bit-reproducible only when single-threaded, and ITK reads
+# this variable once, when it first runs a filter. Stages 1 and 2 pin it before their own
+# first ANTs call, but any earlier ANTs call in the process (a caller's, a test's) would fix
+# the thread count first, so the package pins it on import.
+_os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
