@@ -185,3 +185,20 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert rc == 2 and "m0_scale" in capsys.readouterr().err
     rc = cli.main(["quantify", str(bids), str(tmp_path / "o"), "--participant-label", "99"])
     assert rc == 1 and "sub-99" in capsys.readouterr().err
+
+
+def test_read_tsv_names_file_and_column(tmp_path):
+    from ketamine_cbf.bids import read_tsv
+
+    f = tmp_path / "t.tsv"
+    f.write_text("participant_id\tscore\nsub-01\tn/a\nsub-02\t\n")
+    t = read_tsv(f, ["participant_id"])
+    assert t["score"].isna().tolist() == [True, False]          # only n/a is missing
+    assert read_tsv(f, empty_is_na=True)["score"].isna().all()  # empty cells too
+    with pytest.raises(InputError, match=r"t\.tsv: missing column 'session_id'"):
+        read_tsv(f, ["participant_id", "session_id"])
+    with pytest.raises(InputError, match=r"nope\.tsv: run stage 9 first"):
+        read_tsv(tmp_path / "nope.tsv", missing="run stage 9 first")
+    f.write_text('a\tb\n"unterminated\t1\n')
+    with pytest.raises(InputError, match=r"t\.tsv: cannot be read as a TSV \(\w+"):
+        read_tsv(f)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .layout import parse_bids_name
+from .layout import parse_bids_name, participant_ids
 
 #: Volume types allowed in ``*_aslcontext.tsv`` (BIDS 1.9).
 VOLUME_TYPES = ("control", "label", "deltam", "m0scan", "cbf", "noRF")
@@ -145,6 +145,42 @@ def read_json(path: str | Path) -> dict:
     if not isinstance(obj, dict):
         raise InputError(f"{path}: a sidecar must be a JSON object (got {type(obj).__name__})")
     return obj
+
+
+def read_tsv(path: str | Path, required=(), *, empty_is_na: bool = False,
+             missing: str = "not found") -> pd.DataFrame:
+    """Read a BIDS TSV as strings; raise :class:`InputError` naming the file and column.
+
+    Parameters
+    ----------
+    path : str or Path
+    required : sequence of str
+        Columns that must be present (the first absent one is named in the error).
+    empty_is_na : bool
+        Treat empty cells as missing, like ``n/a`` (BIDS writes ``n/a``; hand-edited
+        tables often leave cells empty).
+    missing : str
+        Message when the file does not exist (e.g. which stage writes it).
+
+    Returns
+    -------
+    pandas.DataFrame
+        All columns as strings, ``n/a`` (and with ``empty_is_na`` empty cells) as NaN.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {missing}")
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
+                            na_values=["n/a", ""] if empty_is_na else ["n/a"])
+    except Exception as e:  # pandas raises several types for malformed text
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise InputError(f"{path}: cannot be read as a TSV ({type(e).__name__}"
+                         f"{': ' + detail if detail else ''})") from None
+    for col in required:
+        if col not in table.columns:
+            raise InputError(f"{path}: missing column '{col}'")
+    return table
 
 
 def _read_json_cached(path: Path) -> dict:
@@ -515,9 +551,7 @@ def find_asl_files(bids_dir: str | Path, participant_label: list[str] | None = N
         Restrict to these participants (with or without ``sub-``).
     """
     bids_dir = Path(bids_dir)
-    wanted = None
-    if participant_label:
-        wanted = {f"sub-{str(p).removeprefix('sub-')}" for p in participant_label}
+    wanted = participant_ids(participant_label)
     out = []
     for p in sorted(bids_dir.glob("sub-*/**/perf/*_asl.nii*")):
         if "derivatives" in p.relative_to(bids_dir).parts:

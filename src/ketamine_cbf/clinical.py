@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .bids import read_tsv
 from .errors import InputError
 
 #: Phenotype files (``<bids>/phenotype/<name>.tsv``) and the columns this stage uses.
@@ -103,15 +104,8 @@ def read_phenotype(bids_dir, columns: dict | None = None) -> dict[str, pd.DataFr
     out = {}
     for name, cols in columns.items():
         f = Path(bids_dir) / "phenotype" / f"{name}.tsv"
-        if not f.is_file():
-            raise InputError(f"{f}: phenotype file not found (needed for {', '.join(cols)})")
-        try:
-            t = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a", ""])
-        except Exception as e:  # pandas raises several types for malformed text
-            raise InputError(f"{f}: cannot be read as a TSV ({type(e).__name__})") from None
-        for c in ["participant_id", "session_id", *cols]:
-            if c not in t.columns:
-                raise InputError(f"{f}: missing column '{c}'")
+        t = read_tsv(f, ["participant_id", "session_id", *cols], empty_is_na=True,
+                     missing=f"phenotype file not found (needed for {', '.join(cols)})")
         t = t[["participant_id", "session_id", *cols]].copy()
         if t["participant_id"].isna().any():
             raise InputError(f"{f}: column 'participant_id' has empty values")
@@ -671,17 +665,28 @@ def brain_behaviour_correlations(measures: pd.DataFrame, pairs=None, methods=("p
                         row["ci_low"], row["ci_high"] = bootstrap_corr_ci(
                             xv, yv, method, n_boot, ci, _rng_for(seed, 1, method, x, y, arm))
                 rows.append(row)
+    return _table_with_fdr(rows, ["method", "x", "y", "arm", "n", "r", "ci_low", "ci_high",
+                                  "ci_fisher_low", "ci_fisher_high", "p", "q_fdr",
+                                  "significant_fdr", "excluded"], "p", fdr_alpha)
+
+
+def _table_with_fdr(rows: list[dict], columns: list[str], p_column: str,
+                    alpha: float) -> pd.DataFrame:
+    """Rows as a table with ``columns`` (absent ones NaN) and BH FDR per ``method``.
+
+    ``q_fdr`` and ``significant_fdr`` come from :func:`fdr` of ``p_column`` within each
+    correlation method (each method is its own family of tests).
+    """
     t = pd.DataFrame(rows)
-    for c in ("r", "ci_low", "ci_high", "ci_fisher_low", "ci_fisher_high", "p"):
+    for c in columns:
         if c not in t.columns:
             t[c] = np.nan
     t["q_fdr"], t["significant_fdr"] = np.nan, False
-    for method, g in t.groupby("method"):
-        rej, q = fdr(g["p"], fdr_alpha)
+    for _, g in t.groupby("method"):
+        rej, q = fdr(g[p_column], alpha)
         t.loc[g.index, "q_fdr"] = q
         t.loc[g.index, "significant_fdr"] = rej
-    return t[["method", "x", "y", "arm", "n", "r", "ci_low", "ci_high", "ci_fisher_low",
-              "ci_fisher_high", "p", "q_fdr", "significant_fdr", "excluded"]]
+    return t[columns]
 
 
 def _fisher_ci(r: float, n: int, ci: float = 0.95) -> tuple[float, float]:
@@ -870,19 +875,10 @@ def compare_arms(measures: pd.DataFrame, pairs=None, methods=("pearson", "spearm
                     row["boot_ci_low"] = float(res.confidence_interval.low)
                     row["boot_ci_high"] = float(res.confidence_interval.high)
             rows.append(row)
-    t = pd.DataFrame(rows)
-    for c in (f"r_{a}", f"r_{b}", "diff", "zou_ci_low", "zou_ci_high", "boot_ci_low",
-              "boot_ci_high", "p_perm", "exact"):
-        if c not in t.columns:
-            t[c] = np.nan
-    t["q_fdr"], t["significant_fdr"] = np.nan, False
-    for method, g in t.groupby("method"):
-        rej, q = fdr(g["p_perm"], fdr_alpha)
-        t.loc[g.index, "q_fdr"] = q
-        t.loc[g.index, "significant_fdr"] = rej
-    return t[["method", "x", "y", "n_paired", f"r_{a}", f"r_{b}", "diff", "zou_ci_low",
-              "zou_ci_high", "boot_ci_low", "boot_ci_high", "p_perm", "exact", "q_fdr",
-              "significant_fdr", "excluded"]]
+    return _table_with_fdr(rows, ["method", "x", "y", "n_paired", f"r_{a}", f"r_{b}", "diff",
+                                  "zou_ci_low", "zou_ci_high", "boot_ci_low", "boot_ci_high",
+                                  "p_perm", "exact", "q_fdr", "significant_fdr", "excluded"],
+                           "p_perm", fdr_alpha)
 
 
 # =========================================================================== summaries

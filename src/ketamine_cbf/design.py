@@ -20,16 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import InputError
-from .layout import parse_bids_name
+from .bids import find_asl_files, read_tsv
+from .layout import parse_bids_name, participant_ids
 
 DESIGN_COLUMNS = ["participant_id", "session_id", "run", "arm", "period", "timepoint", "asl"]
-
-
-def _read_tsv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a"])
-    except Exception as e:  # pandas raises several types for malformed text
-        raise InputError(f"{path}: cannot be read as a TSV ({type(e).__name__}: {e})") from None
 
 
 def read_design(bids_dir: str | Path, arm_column: str = "pretreatment",
@@ -64,19 +58,12 @@ def read_design(bids_dir: str | Path, arm_column: str = "pretreatment",
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():
         raise InputError(f"{bids_dir}: BIDS directory does not exist")
-    wanted = None
-    if participant_label:
-        wanted = {f"sub-{str(p).removeprefix('sub-')}" for p in participant_label}
+    wanted = participant_ids(participant_label)
     rows = []
-    for asl in sorted(bids_dir.glob("sub-*/**/perf/*_asl.nii*")):
-        if "derivatives" in asl.relative_to(bids_dir).parts:
-            continue
+    for asl in find_asl_files(bids_dir, participant_label):
         ent, _, _ = parse_bids_name(asl.name)
-        pid = f"sub-{ent['sub']}"
-        if wanted is not None and pid not in wanted:
-            continue
         rows.append({
-            "participant_id": pid,
+            "participant_id": f"sub-{ent['sub']}",
             "session_id": f"ses-{ent['ses']}" if "ses" in ent else "n/a",
             "run": ent.get("run", "n/a"),
             "arm": "n/a", "period": "n/a", "timepoint": "n/a",
@@ -93,11 +80,7 @@ def read_design(bids_dir: str | Path, arm_column: str = "pretreatment",
     for pid, sub in table.groupby("participant_id"):
         sess_file = bids_dir / pid / f"{pid}_sessions.tsv"
         if sess_file.is_file():
-            sess = _read_tsv(sess_file)
-            for col in ("session_id", arm_column):
-                if col not in sess.columns:
-                    raise InputError(f"{sess_file}: missing column '{col}'")
-            sess = sess.set_index("session_id")
+            sess = read_tsv(sess_file, ("session_id", arm_column)).set_index("session_id")
             for i in sub.index:
                 ses = table.at[i, "session_id"]
                 if ses not in sess.index:
@@ -111,9 +94,7 @@ def read_design(bids_dir: str | Path, arm_column: str = "pretreatment",
             scans_file = folder / f"{prefix}_scans.tsv"
             if not scans_file.is_file():
                 continue
-            scans = _read_tsv(scans_file)
-            if "filename" not in scans.columns:
-                raise InputError(f"{scans_file}: missing column 'filename'")
+            scans = read_tsv(scans_file, ("filename",))
             if timepoint_column not in scans.columns:
                 continue
             lookup = dict(zip(scans["filename"], scans[timepoint_column]))

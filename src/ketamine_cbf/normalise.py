@@ -64,7 +64,8 @@ import pandas as pd
 
 from . import provenance as prov
 from .errors import InputError, UsageError
-from .layout import TEMPLATE_SPACE, bids_name, parse_bids_name, scan_entities
+from .layout import (TEMPLATE_SPACE, bids_name, derivative_description, parse_bids_name,
+                     participant_ids, scan_entities)
 
 __all__ = [
     "TRANSFORMS", "DEFAULT_FWHM", "DEFAULT_QC_THRESHOLDS", "DEFAULT_REGISTRATION",
@@ -1286,7 +1287,7 @@ def normalise_dataset(cbf_dir, out_dir, *, bids_dir=None, design: pd.DataFrame |
 
     inputs = find_inputs(cbf_dir, cbf_desc=cbf_desc)
     if participant_label:
-        wanted = {f"sub-{str(x).removeprefix('sub-')}" for x in participant_label}
+        wanted = participant_ids(participant_label)
         inputs = inputs[inputs["participant_id"].isin(wanted)].reset_index(drop=True)
         if inputs.empty:
             raise InputError(f"{cbf_dir}: no CBF maps for participant(s) {', '.join(sorted(wanted))}")
@@ -1512,17 +1513,10 @@ def _quant_qc(cbf_dir) -> dict:
 
 
 def _description(params: dict) -> dict:
-    from . import __version__
-
-    return {
-        "Name": "ketamine-cbf stage 02: spatial normalisation",
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "ketamine-cbf", "Version": __version__,
-                         "Description": "ANTs registration of aslref to MNI152NLin2009aSym "
-                                        "(antspyx), resampling, Gaussian smoothing"}],
-        "Parameters": params,
-    }
+    return derivative_description(
+        "ketamine-cbf stage 02: spatial normalisation",
+        "ANTs registration of aslref to MNI152NLin2009aSym (antspyx), resampling, Gaussian "
+        "smoothing", Parameters=params)
 
 
 # --------------------------------------------------------------------------------------

@@ -128,15 +128,28 @@ def _check_inputs(x, D, name="map"):
     return x, D
 
 
-def _groups_iter(groups, n):
+def _surrogates_by_group(x, D, n_surrogates, seed, groups, block) -> np.ndarray:
+    """``(n_surrogates, N)`` nulls: ``block(x_g, D_g, seed_g)`` within each group.
+
+    Without ``groups`` the whole map is one group with ``seed``; otherwise each group (in
+    sorted order of its label) gets ``derive_seed(seed, label)``.
+    """
+    n_surrogates = int(n_surrogates)
+    if n_surrogates < 1:
+        raise UsageError(f"n_surrogates must be >= 1 (got {n_surrogates})")
+    n = x.size
     if groups is None:
-        yield None, np.arange(n)
-        return
-    groups = np.asarray(groups)
-    if groups.shape != (n,):
-        raise InputError(f"groups: expected {n} labels (one per parcel), got shape {groups.shape}")
-    for g in sorted(set(groups.tolist()), key=str):
-        yield g, np.flatnonzero(groups == g)
+        parts = [(seed, np.arange(n))]
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise InputError(f"groups: expected {n} labels (one per parcel), got shape {groups.shape}")
+        parts = [(derive_seed(seed, str(g)), np.flatnonzero(groups == g))
+                 for g in sorted(set(groups.tolist()), key=str)]
+    out = np.empty((n_surrogates, n))
+    for s, idx in parts:
+        out[:, idx] = block(x[idx], D[np.ix_(idx, idx)], n_surrogates, s)
+    return out
 
 
 # --------------------------------------------------------------------------- variogram
@@ -343,16 +356,11 @@ def variogram_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
     x, D = _check_inputs(x, D)
     if engine not in ("fast", "brainsmash"):
         raise UsageError(f"engine must be 'fast' or 'brainsmash' (got {engine!r})")
-    n_surrogates = int(n_surrogates)
-    if n_surrogates < 1:
-        raise UsageError(f"n_surrogates must be >= 1 (got {n_surrogates})")
     batch_size = int(min(max(batch_size, 1), _MAX_BATCH))
-    out = np.empty((n_surrogates, x.size))
-    for g, idx in _groups_iter(groups, x.size):
-        s = seed if g is None else derive_seed(seed, str(g))
-        out[:, idx] = _variogram_block(x[idx], D[np.ix_(idx, idx)], n_surrogates, s, deltas,
-                                       kernel, pv, nh, b, resample, batch_size, engine)
-    return out
+    return _surrogates_by_group(
+        x, D, n_surrogates, seed, groups,
+        lambda xg, Dg, n, s: _variogram_block(xg, Dg, n, s, deltas, kernel, pv, nh, b,
+                                              resample, batch_size, engine))
 
 
 # --------------------------------------------------------------------------- Moran
@@ -456,14 +464,9 @@ def moran_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
     x, D = _check_inputs(x, D)
     if procedure not in ("singleton", "pair"):
         raise UsageError(f"procedure must be 'singleton' or 'pair' (got {procedure!r})")
-    n_surrogates = int(n_surrogates)
-    if n_surrogates < 1:
-        raise UsageError(f"n_surrogates must be >= 1 (got {n_surrogates})")
-    out = np.empty((n_surrogates, x.size))
-    for g, idx in _groups_iter(groups, x.size):
-        s = seed if g is None else derive_seed(seed, str(g))
-        out[:, idx] = _moran_block(x[idx], D[np.ix_(idx, idx)], n_surrogates, s, procedure)
-    return out
+    return _surrogates_by_group(
+        x, D, n_surrogates, seed, groups,
+        lambda xg, Dg, n, s: _moran_block(xg, Dg, n, s, procedure))
 
 
 def generate_nulls(x, D, model: str, n_nulls: int, seed: int, groups=None,

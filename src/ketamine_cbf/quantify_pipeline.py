@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
 from .bids import ASLScan, load_scan
 from .design import read_design
-from .layout import ENTITY_ORDER, bids_name
+from .layout import ENTITY_ORDER, bids_name, derivative_description
 from .provenance import save_nifti, write_json, write_tsv
 from .qc import QC_COLUMNS, QCParams, native_tissue_maps, qc_metrics, register_template
 from .quantify import QuantParams, quantify_scan
@@ -49,15 +48,10 @@ def output_folder(scan: ASLScan) -> Path:
 
 def dataset_description(bids_dir) -> dict:
     """Return the derivative ``dataset_description.json`` content (deterministic)."""
-    return {
-        "Name": "ketamine-cbf quantification: native-space CBF maps and QC",
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "ketamine-cbf", "Version": __version__,
-                         "Description": "white-paper single-delay quantification (Alsop et al. "
-                                        "2015) and general kinetic model fit (Buxton et al. 1998)"}],
-        "SourceDatasets": [{"URL": Path(bids_dir).name}],
-    }
+    return derivative_description(
+        "ketamine-cbf quantification: native-space CBF maps and QC",
+        "white-paper single-delay quantification (Alsop et al. 2015) and general kinetic "
+        "model fit (Buxton et al. 1998)", SourceDatasets=[{"URL": Path(bids_dir).name}])
 
 
 def run_quantification(bids_dir, out_dir, participant_label=None, params: QuantParams | None = None,

@@ -57,6 +57,7 @@ import pandas as pd
 from scipy import stats
 
 from . import nulls as _nulls
+from .bids import read_tsv
 from .data import RECEPTOR_FILES, load_receptor_map
 from .errors import InputError, UsageError
 from .layout import CONTRASTS
@@ -153,15 +154,7 @@ def read_contrast_table(voxelwise_dir, contrasts=None) -> pd.DataFrame:
     """
     vdir = Path(voxelwise_dir)
     f = vdir / "contrasts.tsv"
-    if not f.is_file():
-        raise InputError(f"{f}: not found (run stage 03_voxelwise first)")
-    try:
-        table = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a"])
-    except Exception as e:  # pandas raises several types
-        raise InputError(f"{f}: cannot be read as a TSV ({type(e).__name__})") from None
-    for col in _CONTRAST_COLUMNS:
-        if col not in table.columns:
-            raise InputError(f"{f}: missing column '{col}'")
+    table = read_tsv(f, _CONTRAST_COLUMNS, missing="not found (run stage 03_voxelwise first)")
     unknown = sorted(set(table["contrast"]) - set(CONTRASTS))
     if unknown:
         raise InputError(f"{f}: unknown contrast(s) {', '.join(unknown)} in column 'contrast'")

@@ -48,6 +48,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from .bids import read_tsv
 from .errors import InputError
 
 #: The three ACC subregions, in the order used throughout the stage.
@@ -508,15 +509,8 @@ def read_cbf_maps(normalisation_dir, require_files: bool = True) -> pd.DataFrame
     """
     d = Path(normalisation_dir)
     f = d / "cbf_maps.tsv"
-    if not f.is_file():
-        raise InputError(f"{f}: not found (run stage 02_normalisation first)")
-    try:
-        t = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a", ""])
-    except Exception as e:  # pandas raises several types for malformed text
-        raise InputError(f"{f}: cannot be read as a TSV ({type(e).__name__})") from None
-    for col in CBF_MAPS_COLUMNS:
-        if col not in t.columns:
-            raise InputError(f"{f}: missing column '{col}'")
+    t = read_tsv(f, CBF_MAPS_COLUMNS, empty_is_na=True,
+                 missing="not found (run stage 02_normalisation first)")
     dup = t.duplicated(["participant_id", "session_id", "run"], keep=False)
     if dup.any():
         ids = sorted(set(t.loc[dup, "participant_id"]))

@@ -47,6 +47,10 @@ def _fraction(v):
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def _unit_interval(v):
+    return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
 def _corr(v):
     return None if -0.95 <= v <= 0.95 else "must be a correlation in [-0.95, 0.95]"
 
@@ -151,7 +155,7 @@ OPTIONS: tuple[Option, ...] = (
            "ketamine"),
     Option("naltrexone_attenuation", 0.0, "float", "fraction of the focal ketamine effect "
            "removed by naltrexone (the study: none)",
-           lambda v: None if 0 <= v <= 1 else "must be in [0, 1]", "ketamine"),
+           _unit_interval, "ketamine"),
     Option("ketamine_receptors", {"MOR": 2.5, "mGluR5": 1.6}, "receptors",
            "receptor components of the ketamine effect: NAME=AMP, AMP in ml/100 g/min of "
            "parcel-mean CBF change per SD of the PET map across Schaefer-200 parcels; the part "
@@ -162,7 +166,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("receptor_specificity", 0.9, "float", "fraction (0-1) of the target maps' variance "
            "shared with the non-target PET maps that is removed from the planted receptor "
            "components (1: non-target maps exactly uncorrelated, target r capped near 0.5)",
-           lambda v: None if 0 <= v <= 1 else "must be in [0, 1]", "receptors"),
+           _unit_interval, "receptors"),
     # --- clinical correlations -----------------------------------------------------------
     Option("r_psi_delusional", 0.56, "float", "planted r (placebo): pgACC relative CBF change "
            "vs PSI delusional thinking", _corr, "clinical"),
