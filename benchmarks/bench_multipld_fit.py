@@ -13,7 +13,7 @@ import time
 import numpy as np
 from scipy.optimize import least_squares
 
-from ketamine_cbf.quantify import fit_kinetic_model, kinetic_pcasl
+from ketamine_cbf.quantification.quantify import fit_kinetic_model, kinetic_pcasl
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@
 Baseline: ``ants.registration(type_of_transform="antsRegistrationSyNQuick[a]")`` of the
 skull-stripped aslref to the 2 mm MNI152 2009a T1 template, i.e. what a user of antspyx
 would run by default for a rigid + affine registration (the antsRegistrationSyNQuick.sh
-recipe: MI, 25 % sampling, shrink 8x4x2x1). Ours: :func:`ketamine_cbf.normalise.
+recipe: MI, 25 % sampling, shrink 8x4x2x1). Ours: :func:`ketamine_cbf.normalisation.normalise.
 register_to_template` with the package defaults (3 mm fixed grid, rigid at 50 % then affine
 at 10 % sampling). Both run single-threaded in this process on the same scans; the accuracy
 is the mean displacement over brain voxels against the simulated ground truth.
@@ -37,8 +37,8 @@ def _baseline(aslref, mask, seed):
     import ants
     import numpy as np
 
-    from ketamine_cbf import normalise as N
-    from ketamine_cbf import templates
+    from ketamine_cbf.normalisation import normalise as N
+    from ketamine_cbf.reference import templates
 
     mov = N._skull_strip(N.load_image(aslref), N.load_image(mask))
     fixed = N.to_ants(templates.template_t1(2))
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     import numpy as np
     import pandas as pd
 
-    from ketamine_cbf import normalise as N
+    from ketamine_cbf.normalisation import normalise as N
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bids-dir", default="datasets/simulated")

@@ -1,4 +1,4 @@
-"""Benchmark: ketamine_cbf.stats vs nilearn's non_parametric_inference (sign flipping).
+"""Benchmark: ketamine_cbf.voxelwise vs nilearn's non_parametric_inference (sign flipping).
 
 Runs both implementations on the same 26-subject 2 mm data (synthetic ΔCBF maps on the
 MNI152 2009a grey-matter mask: ACC blobs + smooth noise, or the subject contrast maps of
@@ -41,7 +41,7 @@ def load() -> str:
 
 
 def synthetic_inputs(n_subjects: int, resolution: int, seed: int, dtype=np.float64):
-    from ketamine_cbf.stats.synthetic import acc_effect_map, analysis_grid, smooth_fields
+    from ketamine_cbf.voxelwise.synthetic import acc_effect_map, analysis_grid, smooth_fields
 
     affine, brain, gm, wm, mask = analysis_grid(resolution, gm_threshold=0.3)
     rng = np.random.default_rng(seed)
@@ -53,7 +53,7 @@ def synthetic_inputs(n_subjects: int, resolution: int, seed: int, dtype=np.float
 
 
 def stage_inputs(voxelwise_dir: str, contrast: str):
-    from ketamine_cbf.stats.contrasts import read_contrasts
+    from ketamine_cbf.voxelwise.contrasts import read_contrasts
 
     table = read_contrasts(voxelwise_dir, contrast)
     import glob
@@ -75,7 +75,7 @@ def timed(fn, *a, **k):
 _WARMUP = """
 import time, numpy as np
 t0 = time.perf_counter()
-from ketamine_cbf.stats.permutation import sign_flip_test
+from ketamine_cbf.voxelwise.permutation import sign_flip_test
 sign_flip_test(np.random.default_rng(0).standard_normal((6, 8)), np.ones((2, 6)),
                np.full((8, 6), -1, dtype=np.int32), tfce=True, cluster_threshold=1.0)
 print(time.perf_counter() - t0)
@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     import numba
     from nilearn.glm.second_level import non_parametric_inference as nl_npi
 
-    from ketamine_cbf.stats.permutation import non_parametric_inference as our_npi
-    from ketamine_cbf.stats.permutation import sign_flip_test
+    from ketamine_cbf.voxelwise.permutation import non_parametric_inference as our_npi
+    from ketamine_cbf.voxelwise.permutation import sign_flip_test
 
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     print(f"load average at start: {load()}  (cores: {os.cpu_count()}, numba threads: {threads}, "

@@ -6,9 +6,9 @@ methods (Spearman, Pearson), on the default atlas (Schaefer 200 + 14 Harvard-Oxf
 structures) on the 2 mm grid. The parcellated maps are synthetic (smooth random maps),
 which does not change the cost.
 
-* **ours**: :func:`ketamine_cbf.receptors.make_nulls` (vectorised brainsmash-equivalent
+* **ours**: :func:`ketamine_cbf.receptors.analysis.make_nulls` (vectorised brainsmash-equivalent
   variogram surrogates, BrainSpace Moran randomisation with a cached float64 eigenbasis)
-  and :func:`ketamine_cbf.receptors.correlation_table` (all nulls x all PET maps in one
+  and :func:`ketamine_cbf.receptors.analysis.correlation_table` (all nulls x all PET maps in one
   matrix product). Repeated ``--repeats`` times; the median is reported.
 * **naive baseline**: what a user of the packages would write: ``brainsmash.mapgen.Base
   (x, D)(n, 50)`` per contrast (neuromaps' ``burt2020`` settings for parcellated data),
@@ -20,7 +20,7 @@ which does not change the cost.
 
 Both use the same brainsmash parameters (brainsmash's defaults), so the surrogates are the
 same random process (ours equals brainsmash draw for draw for the same seed and batch
-size: tests/test_nulls.py).
+size: tests/receptors/test_nulls.py).
 
 The machine load (``uptime``) is printed before and after: run nice'd, repeat, and report
 with the load.
@@ -55,7 +55,8 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=2)
     args = ap.parse_args()
 
-    from ketamine_cbf import parcellate, receptors as rc, templates
+    from ketamine_cbf.receptors import parcellate, analysis as rc
+    from ketamine_cbf.reference import templates
 
     print("load before:", uptime())
     mask = templates.template_brain_mask(args.resolution)

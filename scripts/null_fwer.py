@@ -21,8 +21,8 @@ does to each scan. The simulation is deliberately harder than Gaussian noise: pe
 scan, CBF = grey/white-matter baseline x subject and scan global factors (SD 15 % and
 8 %: spatially global, strongly correlated noise) + a smooth subject pattern + smooth
 heavy-tailed scan noise (Student t, ``--df`` degrees of freedom, ``--fwhm`` mm FWHM)
-(:func:`ketamine_cbf.stats.synthetic.scan_maps`). The contrasts are formed exactly as
-in :mod:`ketamine_cbf.stats.contrasts` (during - pre per session; pooled mean;
+(:func:`ketamine_cbf.voxelwise.synthetic.scan_maps`). The contrasts are formed exactly as
+in :mod:`ketamine_cbf.voxelwise.contrasts` (during - pre per session; pooled mean;
 naltrexone - placebo). The interaction is also tested with the crossover order as a
 nuisance covariate (Freedman-Lane, ``interaction+order``), which is approximately
 rather than exactly exchangeable.
@@ -67,9 +67,13 @@ def main(argv=None) -> int:
         print("--datasets must be at least 200", file=sys.stderr)
         return 2
 
-    from ketamine_cbf.stats.connectivity import grid_neighbours
-    from ketamine_cbf.stats.permutation import cluster_threshold_t, nilearn_sign_flips, sign_flip_test
-    from ketamine_cbf.stats.synthetic import analysis_grid, scan_maps
+    from ketamine_cbf.voxelwise.connectivity import grid_neighbours
+    from ketamine_cbf.voxelwise.permutation import (
+        cluster_threshold_t,
+        nilearn_sign_flips,
+        sign_flip_test,
+    )
+    from ketamine_cbf.voxelwise.synthetic import analysis_grid, scan_maps
 
     affine, brain, gm, wm, mask = analysis_grid(args.resolution, gm_threshold=0.3)
     nb = grid_neighbours(mask)
@@ -112,7 +116,7 @@ def main(argv=None) -> int:
                   + ", ".join(f"{m} {v:.3f}" for m, v in fw.items()), flush=True)
     df = pd.DataFrame(rows)
     if args.out:
-        from ketamine_cbf.provenance import write_tsv
+        from ketamine_cbf.io.provenance import write_tsv
 
         write_tsv(args.out, df)
     exact = np.floor(args.alpha * (args.n_perm + 1) + 1e-9) / (args.n_perm + 1)

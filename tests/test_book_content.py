@@ -29,8 +29,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from ketamine_cbf import primer, runner
-from ketamine_cbf.cli import build_parser
+from ketamine_cbf.quantification import primer
+from ketamine_cbf import runner
+from ketamine_cbf.cli.main import build_parser
 from ketamine_cbf.config import TOP_LEVEL_KEYS
 from ketamine_cbf.errors import UsageError
 
@@ -304,7 +305,7 @@ def test_no_backtick_fence_has_backticks_in_its_directive_line():
 def test_primer_has_its_computed_figures_and_numbered_equations():
     text = (BOOK / "primer.md").read_text(encoding="utf-8")
     for fn in ("plot_kinetic_curves", "plot_att_bias", "plot_background_suppression"):
-        assert f"from ketamine_cbf.primer import {fn}" in text
+        assert f"from ketamine_cbf.quantification.primer import {fn}" in text
         assert hasattr(primer, fn)
     for label in ("eq-gkm", "eq-whitepaper", "eq-m0-tr", "eq-alpha-bs"):
         assert f"$$ ({label})" in text
@@ -312,7 +313,7 @@ def test_primer_has_its_computed_figures_and_numbered_equations():
 
 # ----------------------------------------------------------------------------- numbers
 def test_worked_example_and_solutions_state_what_the_equations_give():
-    """Numbers written in the prose are recomputed here from ketamine_cbf.primer."""
+    """Numbers written in the prose are recomputed here from ketamine_cbf.quantification.primer."""
     primer_md = (BOOK / "primer.md").read_text(encoding="utf-8")
     cbf = primer.whitepaper_cbf(0.0068, 1.0, pld=1.8, tau=1.8, alpha=0.85)
     assert f"= {float(cbf):.1f} ml/100 g/min" in primer_md
@@ -478,11 +479,11 @@ def test_stage_page_tables_have_tsv_downloads_and_images_alt_text(tiny_pipeline)
         bare = [t for t in outputs if "kcbf-table-block" not in t]
         if bare:
             problems.append(f"{page.name}: {len(bare)} output table(s) without a TSV download "
-                            "(display tables with ketamine_cbf.bookutils.show_table)")
+                            "(display tables with ketamine_cbf.display.show_table)")
         for img in c.imgs:
             if not (img.get("alt") or "").strip():
                 problems.append(f"{page.name}: image without alt text "
-                                "(display figures with ketamine_cbf.bookutils.show_figure)")
+                                "(display figures with ketamine_cbf.display.show_figure)")
                 break
     assert not problems, "\n".join(problems)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UsageError
+from ketamine_cbf.errors import UsageError
 
 TOP_LEVEL_KEYS = {"name", "seed", "bids_dir", "derivatives_dir", "simulate", "parameters", "stages"}
 #: Keys of the config that are also injected into every notebook declaring them.
@@ -112,7 +112,7 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
     UsageError
         Missing or unreadable file, unknown keys, wrongly typed values.
     """
-    from .data import project_root
+    from ketamine_cbf.reference.paths import project_root
 
     if path is None:
         path = project_root() / "config" / "default.yml"

@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import provenance as prov
-from .config import Config
-from .data import project_root
-from .errors import StageError, UsageError
-from .layout import STAGE_DIRS, stage_dir
+from ketamine_cbf.io import provenance as prov
+from ketamine_cbf.config import Config
+from ketamine_cbf.reference.paths import project_root
+from ketamine_cbf.errors import StageError, UsageError
+from ketamine_cbf.io.layout import STAGE_DIRS, stage_dir
 
 #: Parameters injected by the runner into every notebook that declares them.
 INJECTED = ("seed", "bids_dir", "derivatives_dir", "output_dir", "cache_dir", "config_name")

@@ -15,7 +15,7 @@
 ``figures``    the design schematic and truth figures of the book
 """
 
-from .dataset import simulate_dataset
-from .params import DEFAULTS, OPTIONS
+from ketamine_cbf.simulate.dataset import simulate_dataset
+from ketamine_cbf.simulate.params import DEFAULTS, OPTIONS
 
 __all__ = ["simulate_dataset", "DEFAULTS", "OPTIONS"]

@@ -34,15 +34,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .. import __version__
-from ..errors import UsageError
-from ..layout import TEMPLATE_SPACE, bids_name, scan_entities
-from ..provenance import save_nifti, write_json, write_text, write_tsv
-from ..rois import ACC_CENTRES_MNI
-from . import design as sdesign
-from . import native, signal, truth, write
-from .params import RECEPTORS, validate
-from .phenotype import build_phenotypes
+from ketamine_cbf import __version__
+from ketamine_cbf.errors import UsageError
+from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name, scan_entities
+from ketamine_cbf.io.provenance import save_nifti, write_json, write_text, write_tsv
+from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.simulate import design as sdesign
+from ketamine_cbf.simulate import native, signal, truth, write
+from ketamine_cbf.simulate.params import RECEPTORS, validate
+from ketamine_cbf.simulate.phenotype import build_phenotypes
 
 #: Arbitrary units of a fully relaxed M0 of pure CSF (GE images are in the thousands).
 M0_SCALE = 10000.0

@@ -16,9 +16,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import UsageError
+from ketamine_cbf.errors import UsageError
 
-#: PET maps a receptor component can be planted from (keys of ketamine_cbf.data.RECEPTOR_FILES).
+#: PET maps a receptor component can be planted from (keys of ketamine_cbf.reference.paths.RECEPTOR_FILES).
 RECEPTORS = ("MOR", "KOR", "NMDA", "mGluR5", "GABAA", "GABAA-a5")
 
 

@@ -20,9 +20,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .design import (CADSS_SUBSCALES, MADRS_BASELINE, MADRS_IMPROVEMENT, PSI_SUBSCALES,
-                     QIDS_BASELINE, QIDS_IMPROVEMENT, integer_scale, pearson, plant_correlated,
-                     residual_vectors, skewed_scale)
+from ketamine_cbf.simulate.design import (
+    CADSS_SUBSCALES,
+    MADRS_BASELINE,
+    MADRS_IMPROVEMENT,
+    PSI_SUBSCALES,
+    QIDS_BASELINE,
+    QIDS_IMPROVEMENT,
+    integer_scale,
+    pearson,
+    plant_correlated,
+    residual_vectors,
+    skewed_scale,
+)
 
 #: Correlation between the non-imaging parts of paired measures (not planted vs imaging).
 RESIDUAL_CORR = {"psi": 0.5, "improvement": 0.6, "baseline": 0.6, "general_factor": 0.6}

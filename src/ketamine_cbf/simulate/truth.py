@@ -1,7 +1,7 @@
 """Ground-truth CBF in MNI space: anatomy, variability, ketamine and receptor effects.
 
 Everything here lives on the MNI152 (2009a symmetric) grid of ``resolution`` mm that
-``ketamine_cbf.templates`` provides. The baseline CBF of every scan is built from real
+``ketamine_cbf.reference.templates`` provides. The baseline CBF of every scan is built from real
 anatomy, not blocks:
 
 * the tissue probabilities of the template (GM, WM, CSF);
@@ -27,10 +27,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage, stats
 
-from .. import templates
-from ..data import cbf_template_path, load_receptor_map, schaefer_path
-from ..rois import ACC_CENTRES_MNI
-from .params import RECEPTORS
+from ketamine_cbf.reference import templates
+from ketamine_cbf.reference.paths import cbf_template_path, load_receptor_map, schaefer_path
+from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.simulate.params import RECEPTORS
 
 #: Threshold of the GM probability that defines "grey matter" for masks and global CBF.
 GM_THRESHOLD = 0.5
@@ -161,7 +161,7 @@ def baseline_cbf(anat: Anatomy, gm_cbf: float, wm_cbf: float) -> np.ndarray:
 
 def roi_masks(anat: Anatomy, radius: float) -> dict[str, np.ndarray]:
     """Return the truth-level ACC ROIs: spheres of ``radius`` mm around
-    :data:`ketamine_cbf.rois.ACC_CENTRES_MNI`, restricted to GM (p > 0.5)."""
+    :data:`ketamine_cbf.roi_clinical.rois.ACC_CENTRES_MNI`, restricted to GM (p > 0.5)."""
     out = {}
     for name, c in ACC_CENTRES_MNI.items():
         d2 = np.sum((anat.coords - np.asarray(c, dtype=np.float32)) ** 2, axis=-1)

@@ -1,0 +1,5 @@
+"""The ``ketamine-cbf`` command: :mod:`~ketamine_cbf.cli.main` and one module per subcommand."""
+
+from ketamine_cbf.cli.main import build_parser, main
+
+__all__ = ["build_parser", "main"]

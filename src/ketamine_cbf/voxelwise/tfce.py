@@ -1,0 +1,375 @@
+"""Threshold-free cluster enhancement (TFCE) in one sorted pass with union-find.
+
+TFCE (Smith & Nichols 2009) replaces each voxel's statistic by the integral, over
+thresholds ``h`` up to the voxel's value, of ``e(h)^E * h^H``, where ``e(h)`` is
+the extent (voxel count) of the supra-threshold cluster containing the voxel. With
+the discretisation used by FSL's ``fslmaths -tfce`` and nilearn
+(``nilearn.mass_univariate._utils.calculate_tfce``), the thresholds are
+``h_k = k * max|t| / K`` (``K = 100`` steps, ``dh = "auto"``) and, like fslmaths,
+the sum is *not* multiplied by ``dh``::
+
+    TFCE(v) = sign(t_v) * sum_{k : h_k <= |t_v|} e_k(v)^E * h_k^H
+
+nilearn evaluates this by labelling the thresholded map ``K`` times (``scipy.ndimage.label``
+on the whole volume, about 1.3 s per 2 mm map here). This module computes the same
+numbers exactly in a single pass: voxels are bucketed by their threshold level
+(counting sort), added from the top level down, and merged with already-added
+neighbours in a disjoint-set forest (union by size, path compression; Tarjan 1975),
+which builds the component tree of the level sets (Najman & Couprie 2006).
+Each root carries a lazy increment ("potential"): while a component is unchanged
+between levels ``s`` and ``k+1`` every member gains ``e^E * (P_s - P_k)`` with
+``P_k = sum_{j<=k} h_j^H``, added once at the root when the component next changes;
+a merged root stores its value relative to its new parent so members keep their
+sums. The cost is ``O(n_voxels * alpha(n_voxels) + K)`` per map instead of
+``O(K * volume)``. Hand-written (numba) because it is measurably faster than
+relabelling (see ``benchmarks/bench_permutation.py``); equality with nilearn to
+1e-6 is tested in ``tests/voxelwise/test_tfce.py``.
+
+Conventions copied from nilearn 0.14 (so the maps are interchangeable):
+
+* ``dh="auto"``: 100 steps from 0 to the map's own maximum of ``|t|`` (two-sided)
+  or of ``t`` (one-sided), ``numpy.linspace(0, max, 101)[1:]``; a float ``dh``
+  gives ``round(max / dh)`` steps, clipped to 10..1000 (with a warning).
+* A voxel enters the level set at threshold ``h`` when ``|t| >= h``.
+* Two-sided: positive and negative voxels form separate clusters on the same
+  thresholds (taken from ``max |t|``); negative voxels get negative TFCE.
+  One-sided: only positive voxels (a map with no positive voxel has TFCE 0).
+* Connectivity: faces (6-neighbourhood, ``generate_binary_structure(3, 1)``).
+
+Differences from nilearn (documented, not hit by masked data): voxels whose
+statistic is NaN are background here; nilearn counts NaN voxels as supra-threshold
+at every level (``NaN < h`` is false) and they inflate neighbouring clusters.
+
+References
+----------
+Smith S. M., Nichols T. E. (2009). Threshold-free cluster enhancement: addressing
+problems of smoothing, threshold dependence and localisation in cluster inference.
+NeuroImage 44:83-98. doi:10.1016/j.neuroimage.2008.03.061
+Tarjan R. E. (1975). Efficiency of a good but not linear set union algorithm.
+Journal of the ACM 22:215-225. doi:10.1145/321879.321884
+Najman L., Couprie M. (2006). Building the component tree in quasi-linear time.
+IEEE Transactions on Image Processing 15:3531-3539. doi:10.1109/TIP.2006.877518
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from numba import njit
+
+from ketamine_cbf.voxelwise.connectivity import grid_neighbours
+
+__all__ = ["tfce", "tfce_img", "tfce_thresholds", "AUTO_STEPS"]
+
+#: Number of thresholds when ``dh == "auto"`` (fslmaths and nilearn).
+AUTO_STEPS = 100
+
+
+def _n_steps(max_score: float, dh) -> int:
+    """Number of TFCE thresholds, with nilearn's rule and warnings."""
+    if dh == "auto":
+        return AUTO_STEPS
+    n = round(max_score / float(dh))
+    if n < 10:
+        warnings.warn(f"Not enough steps for TFCE (got {n}); setting it to 10.", stacklevel=3)
+        n = 10
+    if n > 1000:
+        warnings.warn(f"Too many steps for TFCE (got {n}); setting it to 1000.", stacklevel=3)
+        n = 1000
+    return int(n)
+
+
+def tfce_thresholds(stat: np.ndarray, dh="auto", two_sided: bool = True) -> np.ndarray:
+    """Return the TFCE thresholds of a statistic map (nilearn's rule).
+
+    Parameters
+    ----------
+    stat : numpy.ndarray
+        Statistic values (any shape; NaN ignored).
+    dh : "auto" or float
+        ``"auto"``: 100 equal steps up to the maximum; a float: the step size.
+    two_sided : bool
+        Thresholds run up to ``max |stat|`` (True) or ``max stat`` (False).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``numpy.linspace(0, max, n_steps + 1)[1:]`` with the maximum taken over
+        ``stat`` and 0 (out-of-mask background), as in nilearn.
+    """
+    stat = np.asarray(stat, dtype=np.float64)
+    vals = np.abs(stat) if two_sided else stat
+    m = float(max(0.0, np.nanmax(vals))) if vals.size else 0.0
+    return np.linspace(0, m, _n_steps(m, dh) + 1)[1:]
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+@njit(cache=True)
+def _find_pot(parent, pot, x):
+    """Root of ``x``; compress the path keeping ``value = sum of pot to the root``."""
+    r = x
+    while parent[r] != r:
+        r = parent[r]
+    if r == x:
+        return r
+    s = 0.0
+    y = x
+    while parent[y] != y:
+        s += pot[y]
+        y = parent[y]
+    y = x
+    while parent[y] != y:
+        nxt = parent[y]
+        p = pot[y]
+        pot[y] = s
+        parent[y] = r
+        s -= p
+        y = nxt
+    return r
+
+
+@njit(cache=True)
+def _level_of(a, step, m, K):
+    """Largest k in 1..K with h_k <= a (h_k = k*step, h_K = m), 0 if none."""
+    if not a > 0.0:
+        return 0
+    est = int(a / step)
+    if est > K:
+        est = K
+    while est < K:
+        h = m if est + 1 == K else (est + 1) * step
+        if h <= a:
+            est += 1
+        else:
+            break
+    while est > 0:
+        h = m if est == K else est * step
+        if h > a:
+            est -= 1
+        else:
+            break
+    return est
+
+
+@njit(cache=True)
+def alloc_workspace(n):
+    """Integer and float scratch arrays for :func:`tfce_kernel` on ``n`` voxels."""
+    iws = np.empty((6, n), dtype=np.int32)   # level, sign, order, parent, size, start
+    fws = np.empty(n, dtype=np.float64)      # pot
+    return iws, fws
+
+
+@njit(cache=True, inline="always")
+def _extent_weight(size, E):
+    if E == 0.5:
+        return np.sqrt(np.float64(size))
+    return np.float64(size) ** E
+
+
+@njit(cache=True)
+def tfce_kernel(t, neighbours, two_sided, E, H, n_steps_fixed, dh, out, want_map, iws, fws):
+    """TFCE of one masked statistic vector; return ``max |TFCE|``.
+
+    ``n_steps_fixed > 0``: that many thresholds (``dh="auto"`` -> 100); otherwise
+    ``round(max / dh)`` clipped to 10..1000. Writes the signed map to ``out`` when
+    ``want_map``. ``iws``/``fws`` come from :func:`alloc_workspace`.
+    """
+    n = t.size
+    level = iws[0]
+    sign = iws[1]
+    order = iws[2]
+    parent = iws[3]
+    size = iws[4]
+    start = iws[5]
+    pot = fws
+    m = 0.0
+    for v in range(n):
+        a = t[v]
+        if two_sided and a < 0:
+            a = -a
+        if a > m:
+            m = a
+    if want_map:
+        for v in range(n):
+            out[v] = 0.0
+    if not m > 0.0:
+        return 0.0
+    if n_steps_fixed > 0:
+        K = n_steps_fixed
+    else:
+        K = int(round(m / dh))
+        if K < 10:
+            K = 10
+        if K > 1000:
+            K = 1000
+    step = m / K
+    # prefix sums of h_k^H (P[0] = 0)
+    P = np.empty(K + 1, dtype=np.float64)
+    P[0] = 0.0
+    for k in range(1, K + 1):
+        h = m if k == K else k * step
+        P[k] = P[k - 1] + h ** H
+    counts = np.zeros(K + 2, dtype=np.int64)
+    for v in range(n):
+        x = t[v]
+        if x > 0:
+            sign[v] = 1
+            lv = _level_of(x, step, m, K)
+        elif two_sided and x < 0:
+            sign[v] = -1
+            lv = _level_of(-x, step, m, K)
+        else:
+            sign[v] = 0
+            lv = 0
+        level[v] = lv
+        counts[lv] += 1
+    # counting sort, descending levels: bucket k occupies [first[k], first[k] + counts[k])
+    first = np.empty(K + 2, dtype=np.int64)
+    pos = 0
+    for k in range(K, 0, -1):
+        first[k] = pos
+        pos += counts[k]
+    n_active = pos
+    fill = first.copy()
+    for v in range(n):
+        lv = level[v]
+        if lv > 0:
+            order[fill[lv]] = v
+            fill[lv] += 1
+    nn = neighbours.shape[1]
+    for k in range(K, 0, -1):
+        b0 = first[k]
+        b1 = b0 + counts[k]
+        for i in range(b0, b1):
+            v = order[i]
+            parent[v] = v
+            size[v] = 1
+            start[v] = k
+            pot[v] = 0.0
+        Pk = P[k]
+        for i in range(b0, b1):
+            v = order[i]
+            sv = sign[v]
+            rv = _find_pot(parent, pot, v)
+            for j in range(nn):
+                u = neighbours[v, j]
+                if u < 0 or level[u] < k or sign[u] != sv:
+                    continue
+                ru = _find_pot(parent, pot, u)
+                if ru == rv:
+                    continue
+                # close the current epochs of both components (levels start .. k+1)
+                if start[ru] != k:
+                    pot[ru] += _extent_weight(size[ru], E) * (P[start[ru]] - Pk)
+                    start[ru] = k
+                if start[rv] != k:
+                    pot[rv] += _extent_weight(size[rv], E) * (P[start[rv]] - Pk)
+                    start[rv] = k
+                if size[ru] < size[rv]:
+                    ru, rv = rv, ru
+                parent[rv] = ru
+                pot[rv] -= pot[ru]
+                size[ru] += size[rv]
+                rv = ru
+    # close every remaining component down to level 1
+    for i in range(n_active):
+        v = order[i]
+        if parent[v] == v:
+            pot[v] += _extent_weight(size[v], E) * P[start[v]]
+            start[v] = 0
+    best = 0.0
+    for i in range(n_active):
+        v = order[i]
+        r = _find_pot(parent, pot, v)
+        val = pot[v] if r == v else pot[v] + pot[r]
+        if val > best:
+            best = val
+        if want_map:
+            out[v] = val if sign[v] > 0 else -val
+    return best
+
+
+# --------------------------------------------------------------------------- public API
+
+def tfce(stat: np.ndarray, neighbours: np.ndarray, E: float = 0.5, H: float = 2.0,
+         dh="auto", two_sided: bool = True) -> np.ndarray:
+    """Threshold-free cluster enhancement of a masked statistic vector.
+
+    Implements Smith & Nichols (2009), eq. 1, with fslmaths'/nilearn's
+    discretisation (see the module docstring): ``TFCE(v) = sign(t_v) *
+    sum_{k: h_k <= |t_v|} e_k(v)^E h_k^H``, equal to
+    ``nilearn.mass_univariate._utils.calculate_tfce`` to rounding error.
+
+    Parameters
+    ----------
+    stat : numpy.ndarray, shape (n_voxels,)
+        Statistic (e.g. t) of the in-mask voxels in masked (C) order.
+    neighbours : numpy.ndarray of int32, shape (n_voxels, k)
+        Neighbour table from :func:`ketamine_cbf.voxelwise.connectivity.grid_neighbours`.
+    E, H : float
+        Extent and height exponents (Smith & Nichols 2009 recommend 0.5 and 2).
+    dh : "auto" or float
+        Threshold step: ``"auto"`` = 100 steps up to the maximum (fslmaths, nilearn).
+    two_sided : bool
+        Enhance negative clusters too (negative output values).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_voxels,)
+        Signed TFCE values (0 where the statistic is below the first threshold).
+    """
+    stat = np.ascontiguousarray(stat, dtype=np.float64)
+    neighbours = np.ascontiguousarray(neighbours, dtype=np.int32)
+    if neighbours.shape[0] != stat.size:
+        raise ValueError(f"neighbours has {neighbours.shape[0]} rows for {stat.size} voxels")
+    n_fixed = AUTO_STEPS if dh == "auto" else 0
+    if dh != "auto":
+        vals = np.abs(stat) if two_sided else stat
+        _n_steps(float(max(0.0, np.nanmax(vals))) if stat.size else 0.0, dh)  # warnings only
+    out = np.zeros_like(stat)
+    iws, fws = alloc_workspace(stat.size)
+    tfce_kernel(stat, neighbours, bool(two_sided), float(E), float(H), n_fixed,
+                0.0 if dh == "auto" else float(dh), out, True, iws, fws)
+    return out
+
+
+def tfce_img(stat_img, mask_img=None, E: float = 0.5, H: float = 2.0, dh="auto",
+             two_sided: bool = True, connectivity: int = 6):
+    """TFCE of a 3-D statistic image (path or ``Nifti1Image``).
+
+    Parameters
+    ----------
+    stat_img : str, Path or nibabel.Nifti1Image
+        3-D statistic map.
+    mask_img : str, Path or nibabel.Nifti1Image, optional
+        Voxels to include (default: the non-zero, finite voxels of ``stat_img``).
+    E, H, dh, two_sided
+        See :func:`tfce`.
+    connectivity : {6, 18, 26}
+        Neighbourhood (6 = nilearn's and FSL's).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        TFCE map on the grid of ``stat_img`` (0 outside the mask).
+    """
+    import nibabel as nib
+    from nilearn.image import load_img
+
+    img = load_img(stat_img)
+    data = np.asarray(img.get_fdata(), dtype=np.float64)
+    if data.ndim != 3:
+        raise ValueError(f"stat_img must be 3-D (got shape {data.shape})")
+    if mask_img is None:
+        mask = np.isfinite(data) & (data != 0)
+    else:
+        mask = np.asarray(load_img(mask_img).dataobj) > 0
+        if mask.shape != data.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from image shape {data.shape}")
+    values = tfce(data[mask], grid_neighbours(mask, connectivity), E=E, H=H, dh=dh,
+                  two_sided=two_sided)
+    out = np.zeros(data.shape, dtype=np.float64)
+    out[mask] = values
+    return nib.Nifti1Image(out, img.affine)
