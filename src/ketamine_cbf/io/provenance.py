@@ -71,6 +71,25 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def code_digest(*packages: str) -> str:
+    """Return a digest of the source of ``ketamine_cbf`` subpackages or modules.
+
+    ``code_digest("normalisation", "imaging")`` hashes every ``.py`` file of
+    ``ketamine_cbf/normalisation/`` and ``ketamine_cbf/imaging.py``. Stage caches key their
+    entries on the stage package's code, so a change anywhere in the package (a module split
+    or a kernel fixed) can never serve a stale cached result.
+    """
+    root = Path(__file__).resolve().parents[1]
+    files = {}
+    for name in packages:
+        target = root / Path(*name.split("."))
+        paths = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+        if not paths or not paths[0].is_file():
+            raise ValueError(f"code_digest: no package or module ketamine_cbf.{name}")
+        files.update({str(p.relative_to(root)): sha256_file(p) for p in paths})
+    return digest(files)
+
+
 def package_versions(names: Iterable[str] = RECORDED_PACKAGES) -> dict[str, str]:
     """Return installed versions of ``names`` (``"not installed"`` if absent)."""
     out = {"python": platform.python_version()}
