@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from ketamine_cbf.reference import atlases
+from ketamine_cbf.reference import rois as reference_rois
 from ketamine_cbf.roi_clinical import rois
 from ketamine_cbf.errors import InputError
 from ketamine_cbf.io.provenance import save_nifti, write_tsv
@@ -20,11 +21,11 @@ def grid2():
 @pytest.fixture(scope="module")
 def ho_masks(grid2):
     brain, gm = grid2
-    return rois.define_rois(brain, gm_img=gm)
+    return reference_rois.define_rois(brain, gm_img=gm)
 
 
 def _coords(img):
-    return rois._world_coords(img)[np.asarray(img.dataobj) > 0]
+    return reference_rois._world_coords(img)[np.asarray(img.dataobj) > 0]
 
 
 # ------------------------------------------------------------------ atlas definition
@@ -34,8 +35,8 @@ def test_acc_centres_lie_in_their_atlas_subregion(ho_masks):
     midline point) and nearest to their own subregion's centroid, within 8 mm."""
     masks, table = ho_masks
     cent = table.set_index("roi")[["centroid_x", "centroid_y", "centroid_z"]]
-    for name, c in rois.ACC_CENTRES_MNI.items():
-        assert rois.contains_point(masks[name], c, tolerance_mm=4.0), name
+    for name, c in reference_rois.ACC_CENTRES_MNI.items():
+        assert reference_rois.contains_point(masks[name], c, tolerance_mm=4.0), name
         d = np.linalg.norm(cent.to_numpy() - np.asarray(c), axis=1)
         assert cent.index[np.argmin(d)] == name
         assert d[list(cent.index).index(name)] < 8.0
@@ -77,13 +78,13 @@ def test_maxprob_rule_against_raw_probabilities():
 
 def test_spheres_have_the_volume_of_a_ball(grid2):
     brain, _ = grid2
-    masks = rois.sphere_rois(brain, {"a": (0.0, 0.0, 0.0)}, radius_mm=10.0)
+    masks = reference_rois.sphere_rois(brain, {"a": (0.0, 0.0, 0.0)}, radius_mm=10.0)
     pts = _coords(masks["a"])
     assert np.linalg.norm(pts, axis=1).max() <= 10.0
     expected = 4 / 3 * np.pi * 10.0 ** 3 / 8.0  # voxels of 8 mm3
     assert abs(len(pts) - expected) / expected < 0.1
     with pytest.raises(InputError, match="radius"):
-        rois.sphere_rois(brain, radius_mm=0)
+        reference_rois.sphere_rois(brain, radius_mm=0)
 
 
 def test_resample_mask_keeps_volume_and_is_identity_on_same_grid(grid2):
@@ -91,57 +92,57 @@ def test_resample_mask_keeps_volume_and_is_identity_on_same_grid(grid2):
     a = np.zeros((60, 60, 60), np.uint8)
     a[20:40, 20:40, 20:40] = 1  # 20 mm cube at 1 mm
     src = nib.Nifti1Image(a, np.diag([1.0, 1.0, 1.0, 1.0]) + np.c_[np.zeros((4, 3)), [-30, -30, -30, 0]])
-    out = rois.resample_mask(src, brain)
+    out = reference_rois.resample_mask(src, brain)
     vol = np.asarray(out.dataobj).sum() * 8.0
     assert abs(vol - 8000.0) / 8000.0 < 0.15
-    same = rois.resample_mask(out, brain)
+    same = reference_rois.resample_mask(out, brain)
     assert np.array_equal(np.asarray(same.dataobj), np.asarray(out.dataobj))
 
 
 def test_atlas_labels_and_errors(grid2, tmp_path):
     brain, gm = grid2
     spec = {"aal_acc": {"atlas": "aal", "labels": ["Cingulate_Ant_L", "Cingulate_Ant_R"]}}
-    masks, table = rois.define_rois(brain, gm_img=gm, atlas_labels=spec)
+    masks, table = reference_rois.define_rois(brain, gm_img=gm, atlas_labels=spec)
     assert set(masks) == {"sgACC", "pgACC", "dACC", "aal_acc"}
     # AAL's anterior cingulate overlaps the Harvard-Oxford pregenual/dorsal ACC
     aal = np.asarray(masks["aal_acc"].dataobj) > 0
     ho = (np.asarray(masks["pgACC"].dataobj) > 0) | (np.asarray(masks["dACC"].dataobj) > 0)
     assert (aal & ho).sum() > 0.2 * aal.sum()
     with pytest.raises(InputError, match="aal.*no label named 'Cingulate_Anterior'"):
-        rois.atlas_label_rois(brain, {"x": {"atlas": "aal", "labels": ["Cingulate_Anterior"]}})
+        reference_rois.atlas_label_rois(brain, {"x": {"atlas": "aal", "labels": ["Cingulate_Anterior"]}})
     with pytest.raises(InputError, match="unknown atlas 'nosuch'"):
-        rois.atlas_label_rois(brain, {"x": {"atlas": "nosuch", "labels": [1]}})
+        reference_rois.atlas_label_rois(brain, {"x": {"atlas": "nosuch", "labels": [1]}})
     # a user atlas by path, addressed by name through a label file
     lab = np.zeros(brain.shape, np.int16)
     lab[45:55, 80:90, 40:50] = 7
     save_nifti(nib.Nifti1Image(lab, brain.affine), tmp_path / "my_atlas.nii.gz")
     write_tsv(tmp_path / "my_atlas.tsv", pd.DataFrame({"index": [7], "name": ["blob"]}))
-    m = rois.atlas_label_rois(brain, {"b": {"atlas": str(tmp_path / "my_atlas.nii.gz"), "labels": ["blob"],
+    m = reference_rois.atlas_label_rois(brain, {"b": {"atlas": str(tmp_path / "my_atlas.nii.gz"), "labels": ["blob"],
                                             "labels_file": str(tmp_path / "my_atlas.tsv")}})
     assert np.asarray(m["b"].dataobj).sum() == 1000
 
 
 def test_user_masks_replace_and_errors_name_the_file(grid2, tmp_path):
     brain, gm = grid2
-    sph = rois.sphere_rois(brain, {"pgACC": rois.ACC_CENTRES_MNI["pgACC"]}, 6.0)["pgACC"]
+    sph = reference_rois.sphere_rois(brain, {"pgACC": reference_rois.ACC_CENTRES_MNI["pgACC"]}, 6.0)["pgACC"]
     save_nifti(sph, tmp_path / "mine.nii.gz")
-    masks, table = rois.define_rois(brain, gm_img=None, roi_masks={"pgACC": tmp_path / "mine.nii.gz"})
+    masks, table = reference_rois.define_rois(brain, gm_img=None, roi_masks={"pgACC": tmp_path / "mine.nii.gz"})
     assert np.array_equal(np.asarray(masks["pgACC"].dataobj) > 0,
                           (np.asarray(sph.dataobj) > 0) & (np.asarray(brain.dataobj) > 0))
     assert table.set_index("roi").loc["pgACC", "source"] == "user mask"
     with pytest.raises(InputError, match="missing.nii.gz"):
-        rois.define_rois(brain, roi_masks={"x": tmp_path / "missing.nii.gz"})
+        reference_rois.define_rois(brain, roi_masks={"x": tmp_path / "missing.nii.gz"})
     empty = nib.Nifti1Image(np.zeros(brain.shape, np.uint8), brain.affine)
     save_nifti(empty, tmp_path / "empty.nii.gz")
     with pytest.raises(InputError, match="ROI 'bad'.*0 voxel"):
-        rois.define_rois(brain, roi_masks={"bad": tmp_path / "empty.nii.gz"})
+        reference_rois.define_rois(brain, roi_masks={"bad": tmp_path / "empty.nii.gz"})
     with pytest.raises(InputError, match="roi_definition"):
-        rois.define_rois(brain, method="cubes")
+        reference_rois.define_rois(brain, method="cubes")
 
 
 def test_gm_threshold_restricts(grid2, ho_masks):
     brain, gm = grid2
-    masks_all, t_all = rois.define_rois(brain, gm_img=gm, gm_threshold=None)
+    masks_all, t_all = reference_rois.define_rois(brain, gm_img=gm, gm_threshold=None)
     _, t_gm = ho_masks
     assert (t_gm["n_voxels"].to_numpy() < t_all["n_voxels"].to_numpy()).all()
     g = gm.get_fdata()
@@ -197,7 +198,7 @@ def test_extract_roi_values_exact_and_matches_nilearn(tmp_path, grid2, ho_masks)
 
 def test_roi_means_ignores_nan_and_checks_grid(tmp_path, grid2):
     brain, _ = grid2
-    m = rois.sphere_rois(brain, {"a": (0.0, 20.0, 0.0)}, 6.0)
+    m = reference_rois.sphere_rois(brain, {"a": (0.0, 20.0, 0.0)}, 6.0)
     data = np.full(brain.shape, 10.0, np.float32)
     inside = np.argwhere(np.asarray(m["a"].dataobj) > 0)
     data[tuple(inside[0])] = np.nan

@@ -5,7 +5,7 @@ import pytest
 
 from ketamine_cbf.io.layout import CONTRASTS
 from ketamine_cbf.io.provenance import sha256_file
-from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.study import ACC_CENTRES_MNI
 from ketamine_cbf.voxelwise import contrasts as C
 from ketamine_cbf.voxelwise import group as G
 from ketamine_cbf.voxelwise import report as R

@@ -38,7 +38,7 @@ from ketamine_cbf import __version__
 from ketamine_cbf.errors import UsageError
 from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name, scan_entities
 from ketamine_cbf.io.provenance import save_nifti, write_json, write_text, write_tsv
-from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.study import ACC_CENTRES_MNI
 from ketamine_cbf.simulate import design as sdesign
 from ketamine_cbf.simulate import native, signal, truth, write
 from ketamine_cbf.simulate.params import RECEPTORS, validate

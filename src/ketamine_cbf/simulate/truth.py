@@ -29,7 +29,7 @@ from scipy import ndimage, stats
 
 from ketamine_cbf.reference import templates
 from ketamine_cbf.reference.paths import cbf_template_path, load_receptor_map, schaefer_path
-from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.study import ACC_CENTRES_MNI
 from ketamine_cbf.simulate.params import RECEPTORS
 
 #: Threshold of the GM probability that defines "grey matter" for masks and global CBF.
@@ -161,7 +161,7 @@ def baseline_cbf(anat: Anatomy, gm_cbf: float, wm_cbf: float) -> np.ndarray:
 
 def roi_masks(anat: Anatomy, radius: float) -> dict[str, np.ndarray]:
     """Return the truth-level ACC ROIs: spheres of ``radius`` mm around
-    :data:`ketamine_cbf.roi_clinical.rois.ACC_CENTRES_MNI`, restricted to GM (p > 0.5)."""
+    :data:`ketamine_cbf.study.ACC_CENTRES_MNI`, restricted to GM (p > 0.5)."""
     out = {}
     for name, c in ACC_CENTRES_MNI.items():
         d2 = np.sum((anat.coords - np.asarray(c, dtype=np.float32)) ** 2, axis=-1)

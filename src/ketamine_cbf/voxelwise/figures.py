@@ -18,7 +18,7 @@ import numpy as np
 
 from ketamine_cbf.io.layout import CONTRASTS
 from ketamine_cbf.io.provenance import atomic_path
-from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.study import ACC_CENTRES_MNI
 
 __all__ = ["significant_t", "plot_glass_brains", "plot_acc_slices", "plot_null_distributions",
            "plot_mean_delta", "save_figure"]

@@ -35,13 +35,13 @@ import pandas as pd
 from scipy import ndimage
 
 from ketamine_cbf.errors import InputError, UsageError
-from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.study import ACC_CENTRES_MNI
 
 __all__ = ["atlas_dir", "atlas_label", "cluster_table", "acc_summary", "describe_acc",
            "ACC_RADIUS_MM", "METHOD_KEYS", "CONTRAST_LABELS", "check_method", "contrast_truth",
            "truth_recovery"]
 
-#: Radius (mm) of the spheres around :data:`ketamine_cbf.roi_clinical.rois.ACC_CENTRES_MNI` used to
+#: Radius (mm) of the spheres around :data:`ketamine_cbf.study.ACC_CENTRES_MNI` used to
 #: summarise the ACC subregions (about the spheres' size in ROI studies of the ACC).
 ACC_RADIUS_MM = 10.0
 #: How the findings sentences name each contrast.
@@ -263,7 +263,7 @@ def acc_summary(result, alpha: float = 0.05, rois: dict | None = None, radius: f
     rois : dict of str -> str, Path or Nifti1Image, optional
         Subregion masks on the analysis grid (e.g. from
         :func:`ketamine_cbf.roi_clinical.rois.define_rois`); default: spheres of ``radius`` mm
-        around :data:`ketamine_cbf.roi_clinical.rois.ACC_CENTRES_MNI`.
+        around :data:`ketamine_cbf.study.ACC_CENTRES_MNI`.
     radius : float
         Sphere radius (mm) when ``rois`` is None.
     methods : sequence of str

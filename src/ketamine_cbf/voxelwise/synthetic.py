@@ -8,7 +8,7 @@ benchmarked and checked for FWE validity without running the imaging pipeline:
   given FWHM (white noise convolved with a Gaussian kernel, rescaled; the spatial
   model of random-field theory, Worsley et al. 1996);
 * :func:`acc_effect_map`: Gaussian blobs (ml/100 g/min) at the ACC centres of
-  :data:`ketamine_cbf.roi_clinical.rois.ACC_CENTRES_MNI`;
+  :data:`ketamine_cbf.study.ACC_CENTRES_MNI`;
 * :func:`scan_maps`: per-scan CBF = grey/white-matter baseline x subject and scan
   global factors + subject-specific smooth pattern + scan noise (+ effect while
   "during");
@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name, scan_entities
 from ketamine_cbf.io.provenance import save_nifti, write_tsv
-from ketamine_cbf.roi_clinical.rois import ACC_CENTRES_MNI
+from ketamine_cbf.study import ACC_CENTRES_MNI
 
 __all__ = ["smooth_fields", "acc_effect_map", "analysis_grid", "scan_maps",
            "write_normalisation_folder"]
