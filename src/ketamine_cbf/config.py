@@ -30,6 +30,8 @@ import yaml
 from ketamine_cbf.errors import UsageError
 
 TOP_LEVEL_KEYS = {"name", "seed", "bids_dir", "derivatives_dir", "simulate", "parameters", "stages"}
+#: The master seed of the study configurations (config/*.yml) and of every command's ``--seed``.
+DEFAULT_SEED = 20261126
 #: Keys of the config that are also injected into every notebook declaring them.
 GLOBAL_PARAMS = ("seed", "bids_dir", "derivatives_dir", "config_name")
 
@@ -51,21 +53,26 @@ class Config:
     simulate : dict or None
         Options of ``ketamine-cbf simulate`` used when ``bids_dir`` does not exist.
     parameters : dict
-        Parameters passed to every stage that declares them.
+        Parameters passed to every stage that declares them (the YAML ``parameters:``
+        section and ``-p '*.PARAM' VALUE``).
     stages : dict
         ``{stage name: {parameter: value}}``.
     source : pathlib.Path or None
         The file the configuration was read from.
+    cli_parameters : dict
+        Bare ``-p PARAM VALUE`` overrides: each must name a parameter that exactly one
+        stage declares (checked by :func:`ketamine_cbf.runner.resolve_parameters`).
     """
 
     name: str = "custom"
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     bids_dir: Path = Path("datasets/simulated")
     derivatives_dir: Path | None = None
     simulate: dict | None = None
     parameters: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
     source: Path | None = None
+    cli_parameters: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.bids_dir = Path(self.bids_dir).expanduser().resolve()
@@ -83,6 +90,7 @@ class Config:
             "simulate": copy.deepcopy(self.simulate),
             "parameters": copy.deepcopy(self.parameters),
             "stages": copy.deepcopy(self.stages),
+            "cli_parameters": copy.deepcopy(self.cli_parameters),
         }
 
 
@@ -104,8 +112,9 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
     overrides : list of (key, value) pairs, optional
         ``-p KEY VALUE`` overrides. ``KEY`` is a top-level key (``seed``,
         ``bids_dir``, ``derivatives_dir``, ``name``), ``STAGE.PARAM`` for one stage,
-        or a bare ``PARAM`` applied to every stage that declares it (checked later by
-        :func:`ketamine_cbf.runner.resolve_parameters`).
+        ``*.PARAM`` for every stage that declares it, or a bare ``PARAM`` that exactly one
+        stage must declare (checked later by :func:`ketamine_cbf.runner.resolve_parameters`,
+        which names the stages when several declare it).
 
     Raises
     ------
@@ -155,17 +164,22 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
         if "seed" in raw["simulate"]:
             raise UsageError(f"{path}: simulate.seed is not an option: the top-level seed is used")
 
+    cli_parameters = {}
     for key, text in overrides or []:
         value = parse_value(text)
         if key in ("name", "seed", "bids_dir", "derivatives_dir"):
             raw[key] = value
+        elif key.startswith("*."):
+            raw["parameters"][key[2:]] = value
         elif "." in key:
             stage, param = key.split(".", 1)
+            if not stage or not param:
+                raise UsageError(f"-p {key}: expected STAGE.PARAM (e.g. 03_voxelwise.n_perm)")
             raw["stages"].setdefault(stage, {})[param] = value
         else:
-            raw["parameters"][key] = value
+            cli_parameters[key] = value
 
-    seed = raw.get("seed", 0)
+    seed = raw.get("seed", DEFAULT_SEED)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"{path}: seed must be a non-negative integer (got {seed!r})")
     if "bids_dir" not in raw or raw["bids_dir"] in (None, ""):
@@ -179,4 +193,5 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
         parameters=raw["parameters"],
         stages=raw["stages"],
         source=path.resolve(),
+        cli_parameters=cli_parameters,
     )

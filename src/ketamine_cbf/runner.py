@@ -34,6 +34,7 @@ from ketamine_cbf.config import Config
 from ketamine_cbf.reference.paths import project_root
 from ketamine_cbf.errors import StageError, UsageError
 from ketamine_cbf.io.layout import STAGE_DIRS, stage_dir
+from ketamine_cbf.progress import ENV as PROGRESS_ENV
 
 #: Parameters injected by the runner into every notebook that declares them.
 INJECTED = ("seed", "bids_dir", "derivatives_dir", "output_dir", "cache_dir", "config_name")
@@ -154,6 +155,7 @@ def resolve_parameters(config: Config, stages: list[Stage]) -> dict[str, dict]:
         notebook does not declare, or a global parameter no stage declares.
     """
     declared = {s.name: declared_parameters(s) for s in stages}
+    stage_params = _bare_overrides(config, declared, stages)
     for key in config.stages:
         if _match_stage(stages, key) is None:
             raise UsageError(
@@ -176,10 +178,10 @@ def resolve_parameters(config: Config, stages: list[Stage]) -> dict[str, dict]:
         }
         params = {k: v for k, v in values.items() if k in d}
         params.update({k: v for k, v in config.parameters.items() if k in d})
-        for key, stage_params in config.stages.items():
+        for key, values_of_stage in [*config.stages.items(), *stage_params.items()]:
             if _match_stage(stages, key) is not s:
                 continue
-            for k, v in stage_params.items():
+            for k, v in values_of_stage.items():
                 if k not in d:
                     raise UsageError(
                         f"unknown parameter {k!r} for stage {s.name}; it declares: "
@@ -190,6 +192,45 @@ def resolve_parameters(config: Config, stages: list[Stage]) -> dict[str, dict]:
                 params[k] = v
         resolved[s.name] = params
     return resolved
+
+
+def check_parameters(config: Config, stages_folder: Path | None = None) -> dict[str, dict]:
+    """Validate the configuration's parameters against the stage notebooks (no data needed).
+
+    Returns :func:`resolve_parameters`' result; raises its UsageError.
+    """
+    return resolve_parameters(config, discover_stages(stages_folder))
+
+
+def _bare_overrides(config: Config, declared: dict, stages: list[Stage]) -> dict[str, dict]:
+    """Assign each bare ``-p PARAM VALUE`` to the one stage declaring ``PARAM``.
+
+    Raises
+    ------
+    UsageError
+        No stage declares ``PARAM`` (close names are suggested), or several do (they are
+        named, with the qualified forms that set one or all of them).
+    """
+    import difflib
+
+    out: dict[str, dict] = {}
+    for key, value in config.cli_parameters.items():
+        owners = [name for name, d in declared.items() if key in d]
+        if key in INJECTED:
+            raise UsageError(f"parameter {key!r} is set by the runner; set it at the top level")
+        if len(owners) == 1:
+            out.setdefault(owners[0], {})[key] = value
+            continue
+        if owners:
+            raise UsageError(
+                f"-p {key}: several stages declare {key!r} ({', '.join(owners)}); "
+                f"say which: -p {owners[0]}.{key} VALUE (or -p '*.{key}' VALUE for all of them)")
+        names = sorted({(k, n) for n, d in declared.items() for k in d if k not in INJECTED})
+        close = set(difflib.get_close_matches(key, [k for k, _ in names], n=6, cutoff=0.6))
+        hits = [f"{n}.{k}" for k, n in names if k in close or key in k]
+        hint = f"; did you mean {', '.join(hits)}?" if hits else ""
+        raise UsageError(f"-p {key}: no stage notebook declares a parameter {key!r}{hint}")
+    return out
 
 
 def effective_parameters(stage: Stage, passed: dict) -> dict:
@@ -241,7 +282,8 @@ def _restore_interrupted(folder: Path) -> None:
 
 
 def run(config: Config, stage_names: list[str] | None = None, force: bool = False,
-        log=print, stages_folder: Path | None = None, book_root: Path | None = None) -> list[dict]:
+        log=print, stages_folder: Path | None = None, book_root: Path | None = None,
+        progress: bool = False) -> list[dict]:
     """Execute the selected stages in order; return one summary dict per stage.
 
     Parameters
@@ -257,6 +299,11 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
     book_root : Path, optional
         Folder holding the book sources; executed notebooks go to ``<book_root>/book/stages``
         (default: the project root).
+    progress : bool
+        Show progress on the terminal while a stage runs: cells done of total (papermill's
+        bar) and the stage's own long loops (scans, permutation blocks, null batches;
+        :func:`ketamine_cbf.progress.progress`, enabled in the kernel through
+        ``KETAMINE_CBF_PROGRESS=1``). Results do not depend on it.
 
     Raises
     ------
@@ -278,9 +325,10 @@ def run(config: Config, stage_names: list[str] | None = None, force: bool = Fals
     # reproducible, and stages that parallelise do it over scans in worker processes.
     env = {"PYTHONHASHSEED": "0", "KETAMINE_CBF_ROOT": str(project_root()),
            "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1",
-           "IPYTHONDIR": str(_isolated_ipython_dir(config.derivatives_dir))}
+           "IPYTHONDIR": str(_isolated_ipython_dir(config.derivatives_dir)),
+           PROGRESS_ENV: "1" if progress else "0"}
     with _environment(env):
-        return _run_stages(config, all_stages, selected, params, force, log, exec_dir)
+        return _run_stages(config, all_stages, selected, params, force, log, exec_dir, progress)
 
 
 @contextlib.contextmanager
@@ -298,7 +346,7 @@ def _environment(env: dict):
                 os.environ[k] = v
 
 
-def _run_stages(config, all_stages, selected, params, force, log, exec_dir) -> list[dict]:
+def _run_stages(config, all_stages, selected, params, force, log, exec_dir, progress=False) -> list[dict]:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -350,7 +398,8 @@ def _run_stages(config, all_stages, selected, params, force, log, exec_dir) -> l
         try:
             pm.execute_notebook(
                 str(s.path), str(tmp_nb), parameters=params[s.name], kernel_name="python3",
-                progress_bar=False, cwd=str(project_root()),
+                progress_bar={"desc": f"[{s.name}] cells", "leave": False} if progress else False,
+                cwd=str(project_root()),
             )
         except BaseException as e:
             shutil.rmtree(folder, ignore_errors=True)

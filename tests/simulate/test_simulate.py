@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage, stats
 
 from ketamine_cbf.io import provenance
-from ketamine_cbf.dataset.design import read_design
+from ketamine_cbf.io.design import read_design
 from ketamine_cbf.errors import UsageError
 from ketamine_cbf.simulate import simulate_dataset
 from ketamine_cbf.simulate.params import OPTIONS, validate

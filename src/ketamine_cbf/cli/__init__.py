@@ -1,4 +1,4 @@
-"""The ``ketamine-cbf`` command: :mod:`~ketamine_cbf.cli.main` and one module per subcommand."""
+"""The ``ketamine-cbf`` command (:mod:`ketamine_cbf.cli.main`), one module per subcommand."""
 
 from ketamine_cbf.cli.main import build_parser, main
 

@@ -11,11 +11,16 @@ import argparse
 import sys
 
 from ketamine_cbf.errors import UsageError
-from ketamine_cbf.simulate.params import OPTIONS, RECEPTORS
+from ketamine_cbf.cli._options import add_seed
+from ketamine_cbf.simulate.params import OPTIONS
+from ketamine_cbf.study import RECEPTORS
 
 _RECEPTOR_FLAGS = {"ketamine_receptors": "--ketamine-receptor",
                    "interaction_receptors": "--interaction-receptor"}
 
+
+#: One-line help of the subcommand.
+HELP = "write a simulated BIDS-ASL crossover dataset with planted ground truth"
 
 def _fmt_default(opt) -> str:
     d = opt.default
@@ -51,8 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "OUT_DIR/derivatives/groundtruth. The same seed and options give a byte-identical "
         "dataset.")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="dataset folder to create")
-    parser.add_argument("--seed", type=int, default=20261126,
-                        help="random seed (default: 20261126)")
+    add_seed(parser, "random seed (default: the study configurations' master seed, 20261126)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT_DIR if it exists and is not empty (default: refuse)")
     groups = {}

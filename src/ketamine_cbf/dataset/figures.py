@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
+from ketamine_cbf.io.groundtruth import groundtruth_dir, true_map_paths
+
 ARM_COLOURS = {"placebo": "#8c8c8c", "naltrexone": "#d95f02"}
 KETAMINE_COLOUR = "#7570b3"
 
@@ -63,21 +65,20 @@ def design_schematic(n_pn: int | None = None, n_np: int | None = None) -> plt.Fi
     return fig
 
 
-def effect_maps(groundtruth_dir: str | Path, bg_img=None) -> plt.Figure:
+def effect_maps(bids_dir: str | Path, bg_img=None) -> plt.Figure:
     """Show the planted group maps (ketamine effect, naltrexone interaction) on the template.
 
     Parameters
     ----------
-    groundtruth_dir : str or Path
-        ``derivatives/groundtruth`` of a simulated dataset.
+    bids_dir : str or Path
+        A simulated dataset (its ground truth holds the planted maps).
     bg_img : niimg-like, optional
         Background (default: the template T1 at the maps' resolution).
     """
     from nilearn import plotting
 
-    gt = Path(groundtruth_dir)
-    ket = nib.load(next(gt.glob("*desc-ketamineEffect_cbf.nii.gz")))
-    inter = nib.load(next(gt.glob("*desc-interactionEffect_cbf.nii.gz")))
+    ket = nib.load(true_map_paths(bids_dir, "ketamineEffect")[0])
+    inter = nib.load(true_map_paths(bids_dir, "interactionEffect")[0])
     if bg_img is None:
         from ketamine_cbf.reference.templates import template_t1
 
@@ -138,7 +139,7 @@ def planted_scatter(phenotype_truth: pd.DataFrame) -> plt.Figure:
     Parameters
     ----------
     phenotype_truth : pandas.DataFrame
-        ``derivatives/groundtruth/phenotype_truth.tsv``.
+        :func:`ketamine_cbf.dataset.summary.phenotype_truth`.
     """
     from ketamine_cbf.simulate.phenotype import PLANTED
 
@@ -182,7 +183,7 @@ def scan_montage(bids_dir: str | Path, asl_relpath: str) -> plt.Figure:
         lab = [i for i, t in enumerate(ctx) if t == "label"]
         dm = data[..., c].mean(-1) - data[..., lab].mean(-1)
     panels = [("deltaM (a.u.)", dm, "gray"), ("M0 (a.u.)", m0, "gray")]
-    true = bids_dir / "derivatives" / "groundtruth" / asl_relpath.replace(
+    true = groundtruth_dir(bids_dir) / asl_relpath.replace(
         "_asl.nii.gz", "_desc-true_cbf.nii.gz")
     if true.is_file():
         panels.append(("true CBF (ml/100 g/min)", nib.load(true).get_fdata(), "viridis"))

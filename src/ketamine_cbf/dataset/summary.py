@@ -1,53 +1,28 @@
 """Tables that describe a dataset and, when it is simulated, its planted truth.
 
 Used by the book chapter "The dataset" (``notebooks/00_dataset.ipynb``). A dataset is
-*simulated* when ``derivatives/groundtruth/truth.json`` exists; for real data only the
-design tables are produced.
+*simulated* when it carries a ground truth (:func:`ketamine_cbf.io.groundtruth.is_simulated`);
+for real data only the design tables are produced.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from ketamine_cbf.errors import InputError
+from ketamine_cbf.io.groundtruth import groundtruth_dir
+from ketamine_cbf.study import PUBLISHED_CORRELATIONS
 
-#: The study's published correlations under placebo (the simulation's default targets).
-PUBLISHED_R = {
-    "psi_delusional_thinking": ("pgACC relative CBF change (during - pre)", 0.56, "r_psi_delusional"),
-    "psi_perceptual_distortion": ("pgACC relative CBF change (during - pre)", 0.64, "r_psi_perceptual"),
-    "madrs_improvement": ("baseline sgACC relative CBF", 0.60, "r_madrs"),
-    "qids_sr_improvement": ("baseline sgACC relative CBF", 0.67, "r_qids"),
-}
-
-
-def truth_path(bids_dir: str | Path) -> Path:
-    """Return ``<bids_dir>/derivatives/groundtruth/truth.json`` (may not exist)."""
-    return Path(bids_dir) / "derivatives" / "groundtruth" / "truth.json"
-
-
-def is_simulated(bids_dir: str | Path) -> bool:
-    """True if the dataset carries a ketamine-cbf ground truth."""
-    return truth_path(bids_dir).is_file()
-
-
-def load_truth(bids_dir: str | Path) -> dict:
-    """Return the parsed ``truth.json`` of a simulated dataset.
-
-    Raises
-    ------
-    InputError
-        The file is missing or not valid JSON.
-    """
-    p = truth_path(bids_dir)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{p}: no ground truth (not a simulated dataset)") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
+#: Brain measure (in words) and simulation option of each published placebo-arm correlation.
+_MEASURES = {"pgACC_delta": "pgACC relative CBF change (during - pre)",
+             "sgACC_baseline": "baseline sgACC relative CBF"}
+_OPTIONS = {"psi_delusional_thinking": "r_psi_delusional", "psi_perceptual_distortion": "r_psi_perceptual",
+            "madrs_improvement": "r_madrs", "qids_sr_improvement": "r_qids"}
+#: The study's published correlations under placebo (the simulation's default targets):
+#: score -> (brain measure, published r, simulation option).
+PUBLISHED_R = {y: (_MEASURES[x], r, _OPTIONS[y]) for (x, y), r in PUBLISHED_CORRELATIONS.items()}
 
 
 def design_summary(design: pd.DataFrame) -> pd.DataFrame:
@@ -185,3 +160,22 @@ def effect_sizes(truth: dict) -> pd.DataFrame:
     for k, v in o["interaction_receptors"].items():
         rows.append((f"interaction receptor {k}", v, "ml/100 g/min per SD of the PET map"))
     return pd.DataFrame(rows, columns=["parameter", "value", "unit"])
+
+
+def phenotype_truth(bids_dir: str | Path) -> pd.DataFrame:
+    """Return the truth-level imaging values and scores of a simulated dataset (``phenotype_truth.tsv``).
+
+    Raises
+    ------
+    InputError
+        Not a simulated dataset (no ground-truth phenotype table).
+    """
+    f = groundtruth_dir(bids_dir) / "phenotype_truth.tsv"
+    if not f.is_file():
+        raise InputError(f"{f}: not found (not a simulated dataset)")
+    return pd.read_csv(f, sep="\t")
+
+
+def receptor_correlation_matrix(rec: pd.DataFrame, measure: str = "parcel_spearman_r") -> pd.DataFrame:
+    """Pivot :func:`receptor_correlations` to one row per receptor and one column per planted map."""
+    return rec.pivot(index="receptor", columns="map", values=measure).rename_axis(columns=None).reset_index()

@@ -41,7 +41,9 @@ from ketamine_cbf.io.provenance import save_nifti, write_json, write_text, write
 from ketamine_cbf.study import ACC_CENTRES_MNI
 from ketamine_cbf.simulate import design as sdesign
 from ketamine_cbf.simulate import native, signal, truth, write
-from ketamine_cbf.simulate.params import RECEPTORS, validate
+from ketamine_cbf.simulate.params import validate
+from ketamine_cbf.stattools import rng as _rng
+from ketamine_cbf.study import RECEPTORS
 from ketamine_cbf.simulate.phenotype import build_phenotypes
 
 #: Arbitrary units of a fully relaxed M0 of pure CSF (GE images are in the thousands).
@@ -52,12 +54,8 @@ BS_RESIDUAL = 0.05
 REFERENCE_VOXEL = (3.5, 3.5, 4.0)
 #: Signal-to-noise ratio of the simulated T1w (white matter).
 T1W_SNR = 40.0
-#: RNG stream tags (a stream is default_rng([seed, tag, *indices])).
+#: RNG stream tags (a stream is ``stattools.rng(seed, tag, *indices)``).
 _DESIGN, _SUBJECT, _SESSION, _RUN, _POSE, _NOISE, _PHENO, _ANAT = range(1, 9)
-
-
-def _rng(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), *[int(k) for k in keys]])
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ORDERS = {"PN": ("placebo", "naltrexone"), "NP": ("naltrexone", "placebo")}
+from ketamine_cbf.study import ORDERS
 
 #: PSI subscales simulated: column -> (number of items, mean, SD of the score after
 #: ketamine). Items are scored 0-3, so the range is 0..3*items. Item counts follow

@@ -21,13 +21,14 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from ketamine_cbf.imaging import FWHM_TO_SIGMA
+
 #: Nominal position of the head centre in MNI coordinates (mm): where the scanner
 #: isocentre lands before the random pose is applied.
 HEAD_CENTRE_MNI = (0.0, -18.0, 12.0)
 #: Field of view of the ASL acquisition (mm, x y z) and of the T1w.
 ASL_FOV = (224.0, 224.0, 168.0)
 T1W_FOV = (184.0, 220.0, 184.0)
-FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
 
 
 def random_pose(rng: np.random.Generator, max_rotation: float, max_translation: float,

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ketamine_cbf.errors import UsageError
+from ketamine_cbf.study import RECEPTORS
 
 #: PET maps a receptor component can be planted from (keys of ketamine_cbf.reference.paths.RECEPTOR_FILES).
-RECEPTORS = ("MOR", "KOR", "NMDA", "mGluR5", "GABAA", "GABAA-a5")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from scipy import ndimage, stats
 from ketamine_cbf.reference import templates
 from ketamine_cbf.reference.paths import cbf_template_path, load_receptor_map, schaefer_path
 from ketamine_cbf.study import ACC_CENTRES_MNI
-from ketamine_cbf.simulate.params import RECEPTORS
+from ketamine_cbf.imaging import FWHM_TO_SIGMA
+from ketamine_cbf.study import RECEPTORS
 
 #: Threshold of the GM probability that defines "grey matter" for masks and global CBF.
 GM_THRESHOLD = 0.5
@@ -38,7 +39,6 @@ GM_THRESHOLD = 0.5
 PATTERN_CLIP = (0.6, 1.5)
 #: GM probability above which receptor maps are residualised (and components defined).
 RECEPTOR_GM_THRESHOLD = 0.3
-FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
 #: Radius (mm) of the smooth flat-topped taper that keeps receptor patterns out of the ACC.
 ACC_TAPER_MM = 18.0
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ketamine_cbf.dataset.design import read_design
+from ketamine_cbf.io.design import read_design
 from ketamine_cbf.errors import InputError
 
 
