@@ -14,6 +14,11 @@ Notebook output images get the alt text of their markdown caption ("Alt text: ..
 else the caption), since matplotlib's inline PNGs carry none.
 
 It also removes sphinx-thebe's duplicated inline script (a JavaScript error on every page).
+
+The ``kcbf-api`` directive writes a package's API reference: an autosummary table of every
+public function and class (the names in each module's ``__all__``), then each public
+module rendered by autodoc (numpydoc through napoleon). Modules are found by walking the
+package, so a new module appears on the page without editing it.
 """
 
 from __future__ import annotations
@@ -238,7 +243,63 @@ def _alt_from_captions(app, doctree):
             img["alt"] = caption_alt(caption)
 
 
+def _public_modules(package: str) -> list:
+    """Public modules of ``package`` that declare ``__all__`` (the package first), in name order."""
+    import importlib
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    mods = [pkg]
+    for info in sorted(pkgutil.walk_packages(getattr(pkg, "__path__", []), package + "."),
+                       key=lambda m: m.name):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        mods.append(importlib.import_module(info.name))
+    return [m for m in mods if getattr(m, "__all__", None)]
+
+
+def _api_lines(package: str) -> list[str]:
+    import inspect
+
+    mods = _public_modules(package)
+    if hasattr(mods[0], "__path__") and mods[0].__name__ == package:
+        mods = mods[1:]  # a package's own __init__ only re-exports its modules' names
+    lines = [".. autosummary::", "   :nosignatures:", ""]
+    for m in mods:
+        for name in m.__all__:
+            obj = getattr(m, name, None)
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                lines.append(f"   ~{m.__name__}.{name}")
+    lines.append("")
+    for m in mods:
+        title = f"``{m.__name__}``"
+        lines += [title, "^" * len(title), "", f".. automodule:: {m.__name__}", "   :members:", ""]
+    return lines
+
+
+def _api_directive():
+    from docutils.parsers.rst import Directive
+    from docutils.statemachine import StringList
+    from sphinx.util.nodes import nested_parse_with_titles
+
+    class KcbfApi(Directive):
+        """``.. kcbf-api:: ketamine_cbf.voxelwise``: the package's public API, from ``__all__``."""
+
+        required_arguments = 1
+
+        def run(self):
+            node = nodes.section()
+            node.document = self.state.document
+            source = f"<kcbf-api {self.arguments[0]}>"
+            content = StringList(_api_lines(self.arguments[0]), source=source)
+            nested_parse_with_titles(self.state, content, node)
+            return node.children
+
+    return KcbfApi
+
+
 def setup(app):
+    app.add_directive("kcbf-api", _api_directive())
     app.connect("doctree-read", _add_run_record)
     app.connect("doctree-read", _alt_from_captions)
     app.connect("html-page-context", _drop_thebe, priority=900)
