@@ -6,10 +6,10 @@ methods (Spearman, Pearson), on the default atlas (Schaefer 200 + 14 Harvard-Oxf
 structures) on the 2 mm grid. The parcellated maps are synthetic (smooth random maps),
 which does not change the cost.
 
-* **ours**: :func:`ketamine_cbf.receptors.analysis.make_nulls` (vectorised brainsmash-equivalent
+* **ours**: :func:`ketamine_cbf.receptors.nulls.make_nulls` (vectorised brainsmash-equivalent
   variogram surrogates, BrainSpace Moran randomisation with a cached float64 eigenbasis)
-  and :func:`ketamine_cbf.receptors.analysis.correlation_table` (all nulls x all PET maps in one
-  matrix product). Repeated ``--repeats`` times; the median is reported.
+  and :func:`ketamine_cbf.receptors.correlations.correlation_table` (all nulls x all PET maps in
+  one matrix product). Repeated ``--repeats`` times; the median is reported.
 * **naive baseline**: what a user of the packages would write: ``brainsmash.mapgen.Base
   (x, D)(n, 50)`` per contrast (neuromaps' ``burt2020`` settings for parcellated data),
   ``brainspace.null_models.MoranRandomization(...).fit(W).randomize(x)`` per contrast, then
@@ -55,25 +55,25 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=2)
     args = ap.parse_args()
 
-    from ketamine_cbf.receptors import parcellate, analysis as rc
+    from ketamine_cbf.receptors import correlations, false_positives, maps, nulls, parcellate
     from ketamine_cbf.reference import templates
 
     print("load before:", uptime())
     mask = templates.template_brain_mask(args.resolution)
     atlas = parcellate.build_atlas(mask, mask_img=mask)
-    pet = rc.parcellate_pet(rc.load_pet_maps(mask), atlas)
+    pet = maps.parcellate_pet(maps.load_pet_maps(mask), atlas)
     D = parcellate.distance_matrix(atlas).to_numpy()
-    maps, _ = rc.random_smooth_maps(atlas, 2, [2.0, 2.5], seed=1)
-    group = pd.DataFrame(maps.T, index=pet.index, columns=["ket_pooled", "interaction"])
+    sim, _ = false_positives.random_smooth_maps(atlas, 2, [2.0, 2.5], seed=1)
+    group = pd.DataFrame(sim.T, index=pet.index, columns=["ket_pooled", "interaction"])
     print(f"parcels: {len(atlas)}; workload: {group.shape[1]} contrasts x {pet.shape[1]} PET maps x "
           f"{args.n_nulls} nulls x 2 models x 2 methods")
 
     times = []
     for rep in range(args.repeats):
         t0 = time.perf_counter()
-        nl = rc.make_nulls(group, D, ("variogram", "moran"), args.n_nulls, seed=rep, key="bench")
+        nl = nulls.make_nulls(group, D, ("variogram", "moran"), args.n_nulls, seed=rep, key="bench")
         t1 = time.perf_counter()
-        table = rc.correlation_table(group, pet, nl)
+        table = correlations.correlation_table(group, pet, nl, methods=correlations.METHODS)
         t2 = time.perf_counter()
         times.append((t2 - t0, t1 - t0, t2 - t1))
         print(f"  ours, run {rep + 1}: total {t2 - t0:.1f} s (nulls {t1 - t0:.1f} s, correlations "

@@ -143,4 +143,25 @@ def test_errors(mask4, tmp_path):
     four = tmp_path / "four.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), four)
     with pytest.raises(InputError, match="3D"):
-        parcellate.load_img(four)
+        parcellate.build_atlas(four)
+
+
+def test_subcortical_labels_are_the_harvard_oxford_maxprob_rule():
+    """Merged twin: the labels come from reference.atlases.maxprob_labels; check the rule by hand."""
+    import nibabel as nib
+
+    from ketamine_cbf.reference.atlases import atlas_labels, atlas_path
+
+    img, names = parcellate._ho_maxprob(25.0, parcellate.SUBCORTICAL_STRUCTURES)
+    lab = np.asarray(img.dataobj)
+    ho = nib.load(str(atlas_path("harvard_oxford")))
+    index = dict(zip(atlas_labels("harvard_oxford")["name"].str.lower(), atlas_labels("harvard_oxford")["index"]))
+    ijk = np.argwhere(lab > 0)
+    lo, hi = ijk.min(0), ijk.max(0) + 1
+    block = np.asarray(ho.dataobj[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2], :])
+    best, pmax = block.argmax(axis=3), block.max(axis=3)
+    inner = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    for k, s in enumerate(names, start=1):
+        expected = (best == index[s.lower()]) & (pmax >= 25.0)
+        np.testing.assert_array_equal(inner == k, expected)
+    assert (lab[:lo[0]] == 0).all() and set(np.unique(lab)) == set(range(len(names) + 1))

@@ -43,10 +43,18 @@ used for surface data (geodesic distance is undefined between hemispheres). Note
 independent per-hemisphere nulls destroy the left-right symmetry that real maps have,
 so they are the *less* conservative choice for bilateral maps.
 
-p-values (:func:`null_pvalue`) are two-sided with the +1 correction,
-``p = (1 + #{|r_null| >= |r_obs|}) / (n_null + 1)`` (Phipson & Smyth 2010; as in
-neuromaps' ``permtest_metric`` and JuSpace), so p is never 0 and the test is valid for
+Seeds: every null set has its own integer ``random_state`` (the seed of brainsmash's or
+BrainSpace's ``RandomState``); :func:`make_nulls` derives it from the master seed with
+:func:`ketamine_cbf.stattools.int_seed` ``(seed, 5, key, map, model)``, so a null set
+depends only on its own name.
+
+p-values (:func:`ketamine_cbf.stattools.monte_carlo_p`) are two-sided with the +1
+correction, ``p = (1 + #{|r_null| >= |r_obs|}) / (n_null + 1)`` (Phipson & Smyth 2010; as
+in neuromaps' ``permtest_metric`` and JuSpace), so p is never 0 and the test is valid for
 any number of nulls.
+
+The brainsmash-equivalent kernel of the variogram model is in
+:mod:`ketamine_cbf.receptors._variogram`.
 
 References
 ----------
@@ -75,14 +83,20 @@ Genet Mol Biol 9:39. doi:10.2202/1544-6115.1585
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import pandas as pd
 from scipy import stats
 
+from ketamine_cbf import stattools
 from ketamine_cbf.errors import InputError, UsageError
+from ketamine_cbf.progress import progress
+from ketamine_cbf.receptors._variogram import MAX_BATCH, _variogram_block
 
 __all__ = [
-    "NULL_MODELS", "variogram_surrogates", "moran_surrogates", "generate_nulls",
-    "derive_seed", "correlate", "null_correlations", "null_pvalue", "rank_rows",
+    "NULL_MODELS", "VARIOGRAM_OPTIONS", "variogram_surrogates", "moran_surrogates",
+    "generate_nulls", "make_nulls", "correlate", "null_correlations", "rank_rows",
     "semivariogram", "moran_weights",
 ]
 
@@ -92,26 +106,21 @@ NULL_MODELS = {
     "moran": "Moran spectral randomisation (Wagner & Dray 2015, BrainSpace)",
 }
 
-#: brainsmash's hard limit on the batch size (``MAX_ALLOWABLE_BATCH_SIZE``).
-_MAX_BATCH = 500
-
-
-def derive_seed(seed: int, *keys) -> int:
-    """Return a 31-bit integer seed derived from ``seed`` and integer or string ``keys``.
-
-    Every null set gets its own reproducible stream (``numpy.random.SeedSequence``),
-    so adding a map never changes the nulls of the others.
-    """
-    words = [int(seed)]
-    for k in keys:
-        if isinstance(k, str):
-            words.extend(k.encode())
-        else:
-            words.append(int(k))
-    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0] >> 1)
-
+#: brainsmash options for ~100-500 parcels (the stage's default ``variogram_options``).
+#: brainsmash's defaults (``deltas`` 0.1-0.9, ``pv`` 25) smooth each permuted map over
+#: 10-90 % of *all* parcels, neighbourhoods far wider than the autocorrelation of ΔCBF
+#: maps; the fit then often picks a strong smoothing with a large gain, and the nulls
+#: acquire brain-wide gradients that the map does not have. On this atlas, for random
+#: fields of known autocorrelation (spectral exponent 0-2), the default nulls' correlation
+#: SD was 1.4-2x the true sampling SD (a conservative test: false-positive rate near 0 %),
+#: these settings within -5 %..+13 % (measured with
+#: :func:`ketamine_cbf.receptors.false_positives.random_smooth_maps`; see the stage
+#: notebook's false-positive check). Burt et al. (2020) ask users to check the variogram
+#: fit and tune ``deltas``/``pv``; the stage notebook shows that fit.
+VARIOGRAM_OPTIONS = {"deltas": [0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2], "pv": 70}
 
 def _check_inputs(x, D, name="map"):
+    """``x`` and ``D`` as float arrays, or :class:`InputError` naming what is wrong."""
     x = np.asarray(x, dtype=float)
     D = np.asarray(D, dtype=float)
     if x.ndim != 1:
@@ -128,23 +137,23 @@ def _check_inputs(x, D, name="map"):
     return x, D
 
 
-def _surrogates_by_group(x, D, n_surrogates, seed, groups, block) -> np.ndarray:
-    """``(n_surrogates, N)`` nulls: ``block(x_g, D_g, seed_g)`` within each group.
+def _surrogates_by_group(x, D, n_surrogates, random_state, groups, block) -> np.ndarray:
+    """``(n_surrogates, N)`` nulls: ``block(x_g, D_g, n, random_state_g)`` within each group.
 
-    Without ``groups`` the whole map is one group with ``seed``; otherwise each group (in
-    sorted order of its label) gets ``derive_seed(seed, label)``.
+    Without ``groups`` the whole map is one group with ``random_state``; otherwise each
+    group (in sorted order of its label) gets ``stattools.int_seed(random_state, label)``.
     """
     n_surrogates = int(n_surrogates)
     if n_surrogates < 1:
         raise UsageError(f"n_surrogates must be >= 1 (got {n_surrogates})")
     n = x.size
     if groups is None:
-        parts = [(seed, np.arange(n))]
+        parts = [(random_state, np.arange(n))]
     else:
         groups = np.asarray(groups)
         if groups.shape != (n,):
             raise InputError(f"groups: expected {n} labels (one per parcel), got shape {groups.shape}")
-        parts = [(derive_seed(seed, str(g)), np.flatnonzero(groups == g))
+        parts = [(_legacy_seed(random_state, str(g)), np.flatnonzero(groups == g))  # PHASE-A
                  for g in sorted(set(groups.tolist()), key=str)]
     out = np.empty((n_surrogates, n))
     for s, idx in parts:
@@ -155,164 +164,10 @@ def _surrogates_by_group(x, D, n_surrogates, seed, groups, block) -> np.ndarray:
 # --------------------------------------------------------------------------- variogram
 
 
-class _VariogramGeometry:
-    """Map-independent parts of brainsmash's ``Base`` generator for one distance matrix.
-
-    Mirrors ``brainsmash.mapgen.base.Base.__init__`` line by line (same truncation of
-    the distance distribution at the ``pv``-th percentile, same ``nh`` variogram
-    distances and Gaussian smoothing bandwidth ``b``, same nearest-neighbour sets and
-    kernels) and turns each ``delta``'s neighbour smoothing into a dense ``(N, N)``
-    weight matrix. Cached per distance matrix and options (see :func:`_geometry`), so
-    many maps on one atlas (the false-positive simulation) share it.
-    """
-
-    def __init__(self, D, deltas, kernel, pv, nh, b):
-        from brainsmash.mapgen.kernels import check_kernel
-
-        n = D.shape[0]
-        self.n = n
-        self.deltas = np.asarray(deltas, dtype=float)
-        if np.any(self.deltas <= 0) or np.any(self.deltas > 1):
-            raise UsageError(f"deltas must be in (0, 1] (got {list(deltas)})")
-        kern = check_kernel(kernel)
-        triu = np.triu_indices(n, k=1)
-        u = D[triu]
-        uidx = np.where(u < np.percentile(u, pv))[0]
-        self.pi, self.pj = triu[0][uidx], triu[1][uidx]
-        ut = u[uidx]
-        h = np.linspace(ut.min(), ut.max(), nh)
-        self.h = h
-        self.b = 3.0 * (h[1] - h[0]) if b is None else float(b)
-        du = np.abs(ut - h[:, None])
-        w = np.exp(-np.square(2.68 * du / self.b) / 2)
-        self.vw_t = (w / np.nansum(w, axis=1)[:, None]).T.copy()   # (P, nh) variogram weights
-        disort = np.argsort(D, axis=-1)
-        ikn = np.arange(n)[:, None]
-        self.smoothers_t = []
-        for delta in self.deltas:
-            k = int(delta * n)
-            if k < 1:
-                raise UsageError(f"delta {delta}: fewer than one neighbour for {n} parcels")
-            jkn = disort[:, 1:k + 1]
-            wk = kern(D[(ikn, jkn)])
-            wk = wk / wk.sum(axis=1, keepdims=True)
-            S = np.zeros((n, n))
-            S[ikn, jkn] = wk
-            self.smoothers_t.append(S.T.copy())
-
-
-_GEOMETRY_CACHE: dict = {}
-
-
-def _geometry(D, deltas, kernel, pv, nh, b) -> _VariogramGeometry:
-    import hashlib
-
-    key = (hashlib.sha1(np.ascontiguousarray(D).tobytes()).hexdigest(), D.shape,
-           tuple(np.asarray(deltas, dtype=float).tolist()), kernel, float(pv), int(nh), b)
-    geo = _GEOMETRY_CACHE.get(key)
-    if geo is None:
-        if len(_GEOMETRY_CACHE) >= 8:
-            _GEOMETRY_CACHE.pop(next(iter(_GEOMETRY_CACHE)))
-        geo = _GEOMETRY_CACHE[key] = _VariogramGeometry(D, deltas, kernel, pv, nh, b)
-    return geo
-
-
-class _VariogramModel:
-    """brainsmash's surrogate generator for one map ``x`` on a cached geometry."""
-
-    def __init__(self, x, geometry: _VariogramGeometry):
-        self.x = x
-        self.n = x.size
-        g = geometry
-        self.pi, self.pj, self.vw_t = g.pi, g.pj, g.vw_t
-        self.deltas, self.smoothers_t = g.deltas, g.smoothers_t
-        self.target = self.variogram(x[None, :])[0]
-
-    def variogram(self, X):
-        """Smoothed variograms (B, nh) of the rows of ``X`` (B, N).
-
-        Rows are maps, so the pair gathers are contiguous (several times faster than
-        brainsmash's column layout).
-        """
-        d = X[:, self.pj]
-        d -= X[:, self.pi]
-        d *= d
-        d *= 0.5
-        return d @ self.vw_t
-
-    def regress(self, V):
-        """Least-squares fit ``target ~ alpha + beta * V[b]`` for every row ``b`` of ``V``.
-
-        Same closed form as ``brainsmash.mapgen.base.Base.regress``.
-        """
-        y = self.target[None, :]
-        m = V.shape[1]
-        num = (V * y).sum(axis=1) - (V.sum(axis=1) * y.sum()) / m
-        den = (V ** 2).sum(axis=1) - (V.sum(axis=1) ** 2) / m
-        beta = num / den
-        alpha = y.mean() - beta * V.mean(axis=1)
-        res = np.sum((y - (V * beta[:, None] + alpha[:, None])) ** 2, axis=1)
-        return alpha, beta, res
-
-    def batch(self, rs, size, resample):
-        """One batch of surrogates (size, N) with brainsmash's random stream ``rs``.
-
-        The draws are made in brainsmash's order (``random_sample`` for the
-        permutations, then ``randn`` for the additive noise), so a batch equals
-        ``Base._call_method`` for the same ``RandomState``.
-        """
-        perm = rs.random_sample((self.n, size)).argsort(axis=0)
-        xperm = self.x[perm.T]                                 # (size, N)
-        nd = len(self.deltas)
-        smoothed = np.empty((nd, size, self.n))
-        alphas = np.empty((nd, size))
-        betas = np.empty((nd, size))
-        resid = np.empty((nd, size))
-        for i, St in enumerate(self.smoothers_t):
-            smoothed[i] = xperm @ St
-            alphas[i], betas[i], resid[i] = self.regress(self.variogram(smoothed[i]))
-        iopt = np.argmin(resid, axis=0)
-        cols = np.arange(size)
-        best = smoothed[iopt, cols, :]                         # (size, N)
-        a, b = alphas[iopt, cols], betas[iopt, cols]
-        noise = rs.randn(self.n, size).T
-        surr = np.sqrt(np.abs(b))[:, None] * best + np.sqrt(np.abs(a))[:, None] * noise
-        if resample:
-            sorted_map = np.sort(self.x)[None, :]
-            ii = np.argsort(surr, axis=1)
-            np.put_along_axis(surr, ii, sorted_map, axis=1)
-        else:
-            surr -= surr.mean(axis=1, keepdims=True)
-        return surr
-
-
-def _variogram_block(x, D, n, seed, deltas, kernel, pv, nh, b, resample, batch_size, engine):
-    if engine == "brainsmash":
-        from brainsmash.mapgen.base import Base
-
-        gen = Base(x, D, deltas=np.asarray(deltas, dtype=float), kernel=kernel, pv=pv, nh=nh,
-                   resample=resample, b=b, seed=seed)
-        out = np.asarray(gen(n, batch_size))
-        return out.reshape(n, x.size)
-    from threadpoolctl import threadpool_limits
-
-    model = _VariogramModel(x, _geometry(D, deltas, kernel, pv, nh, b))
-    master = np.random.RandomState(seed)
-    batches = [batch_size] * (n // batch_size)
-    if n % batch_size:
-        batches.append(n % batch_size)
-    seeds = master.randint(np.iinfo(np.int32).max, size=len(batches))
-    # The products are small (N ~ 200): BLAS threads only add synchronisation cost
-    # (measured 1.5-7x slower with 2 OpenBLAS threads on a shared 2-core machine).
-    with threadpool_limits(1):
-        return np.vstack([model.batch(np.random.RandomState(s), size, resample)
-                          for s, size in zip(seeds, batches)])
-
-
-def variogram_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
+def variogram_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, *,
                          deltas=np.linspace(0.1, 0.9, 9), kernel: str = "exp", pv: float = 25,
                          nh: int = 25, b: float | None = None, resample: bool = False,
-                         batch_size: int = _MAX_BATCH, groups=None,
+                         batch_size: int = MAX_BATCH, groups=None,
                          engine: str = "fast") -> np.ndarray:
     """Variogram-matched surrogate maps (Burt et al. 2020).
 
@@ -324,7 +179,7 @@ def variogram_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
         Symmetric distance matrix between parcels (mm).
     n_surrogates : int
         Number of surrogate maps.
-    seed : int
+    random_state : int
         Seed of brainsmash's ``RandomState`` stream; the same seed and ``batch_size``
         give the same surrogates with either engine.
     deltas, kernel, pv, nh, b, resample
@@ -356,9 +211,9 @@ def variogram_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
     x, D = _check_inputs(x, D)
     if engine not in ("fast", "brainsmash"):
         raise UsageError(f"engine must be 'fast' or 'brainsmash' (got {engine!r})")
-    batch_size = int(min(max(batch_size, 1), _MAX_BATCH))
+    batch_size = int(min(max(batch_size, 1), MAX_BATCH))
     return _surrogates_by_group(
-        x, D, n_surrogates, seed, groups,
+        x, D, n_surrogates, random_state, groups,
         lambda xg, Dg, n, s: _variogram_block(xg, Dg, n, s, deltas, kernel, pv, nh, b,
                                               resample, batch_size, engine))
 
@@ -400,8 +255,6 @@ def _mem(D) -> np.ndarray:
     Wagner H. H., Dray S. (2015). doi:10.1111/2041-210X.12407; Dray S., Legendre P.,
     Peres-Neto P. R. (2006). Ecol Model 196:483-493. doi:10.1016/j.ecolmodel.2006.02.015
     """
-    import hashlib
-
     key = (hashlib.sha1(np.ascontiguousarray(D).tobytes()).hexdigest(), D.shape)
     if key in _MEM_CACHE:
         return _MEM_CACHE[key]
@@ -421,16 +274,17 @@ def _mem(D) -> np.ndarray:
     return mem
 
 
-def _moran_block(x, D, n, seed, procedure):
+def _moran_block(x, D, n, random_state, procedure):
+    """``(n, N)`` Moran nulls of ``x`` from BrainSpace (integer ``random_state``)."""
     from brainspace.null_models.moran import moran_randomization
 
     mem = _mem(D)
     sim = moran_randomization(x, mem, n_rep=n, procedure=procedure, joint=False,
-                              random_state=np.random.RandomState(seed))
+                              random_state=int(random_state))
     return np.asarray(sim).reshape(n, x.size)
 
 
-def moran_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
+def moran_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, *,
                      procedure: str = "singleton", groups=None) -> np.ndarray:
     """Moran spectral randomisation nulls (Wagner & Dray 2015; BrainSpace).
 
@@ -442,8 +296,8 @@ def moran_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
         Symmetric distance matrix between parcels (mm); weights are ``1 / d``.
     n_surrogates : int
         Number of null maps.
-    seed : int
-        Seed of the ``RandomState`` passed to BrainSpace.
+    random_state : int
+        Seed of the ``RandomState`` of BrainSpace's randomisation.
     procedure : {"singleton", "pair"}
         ``singleton``: random sign of each Moran eigenvector coefficient;
         ``pair``: random rotation of pairs of coefficients (Wagner & Dray 2015).
@@ -465,11 +319,11 @@ def moran_surrogates(x, D, n_surrogates: int = 1000, seed: int = 0, *,
     if procedure not in ("singleton", "pair"):
         raise UsageError(f"procedure must be 'singleton' or 'pair' (got {procedure!r})")
     return _surrogates_by_group(
-        x, D, n_surrogates, seed, groups,
+        x, D, n_surrogates, random_state, groups,
         lambda xg, Dg, n, s: _moran_block(xg, Dg, n, s, procedure))
 
 
-def generate_nulls(x, D, model: str, n_nulls: int, seed: int, groups=None,
+def generate_nulls(x, D, model: str, n_nulls: int, random_state: int, groups=None,
                    **options) -> np.ndarray:
     """Null maps of ``x`` from one of :data:`NULL_MODELS`.
 
@@ -483,8 +337,8 @@ def generate_nulls(x, D, model: str, n_nulls: int, seed: int, groups=None,
         Null model (see :func:`variogram_surrogates`, :func:`moran_surrogates`).
     n_nulls : int
         Number of null maps.
-    seed : int
-        Seed of this null set.
+    random_state : int
+        Integer seed of this null set (see :func:`make_nulls` for its derivation).
     groups : (N,) array_like, optional
         Within-group nulls (e.g. per hemisphere).
     **options
@@ -495,10 +349,68 @@ def generate_nulls(x, D, model: str, n_nulls: int, seed: int, groups=None,
     (n_nulls, N) numpy.ndarray
     """
     if model == "variogram":
-        return variogram_surrogates(x, D, n_nulls, seed, groups=groups, **options)
+        return variogram_surrogates(x, D, n_nulls, random_state, groups=groups, **options)
     if model == "moran":
-        return moran_surrogates(x, D, n_nulls, seed, groups=groups, **options)
+        return moran_surrogates(x, D, n_nulls, random_state, groups=groups, **options)
     raise UsageError(f"unknown null model {model!r}; choose from {', '.join(NULL_MODELS)}")
+
+
+def _null_seed(seed, key, name, model) -> int:
+    """The integer seed of the null set ``(key, map, model)`` under the master ``seed``."""
+    return _legacy_seed(seed, key, str(name), model)  # PHASE-A
+
+
+def _legacy_seed(seed, *keys):  # PHASE-A: the old derive_seed, removed in the next commit
+    words = [int(seed)]
+    for k in keys:
+        if isinstance(k, str):
+            words.extend(k.encode())
+        else:
+            words.append(int(k))
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+
+def make_nulls(maps: pd.DataFrame, D, models, n_nulls: int = 10000, *, seed: int, key: str,
+               groups=None, **options) -> dict:
+    """Null maps of every column of ``maps`` for every model.
+
+    Parameters
+    ----------
+    maps : pandas.DataFrame
+        Parcels x maps (no NaN; index aligned with ``D``).
+    D : (N, N) array_like or pandas.DataFrame
+        Parcel distance matrix (mm); a DataFrame is reindexed to ``maps.index``.
+    models : sequence of {"variogram", "moran"}
+        Null models (:data:`NULL_MODELS`).
+    n_nulls : int
+        Null maps per map and model.
+    seed : int
+        Master seed; the null set of each (map, model) has the integer seed
+        ``stattools.int_seed(seed, 5, key, map, model)`` (stage 5's streams).
+    key : str
+        Names the family of null sets (``"group"``: nulls of the group ΔCBF maps,
+        ``"pet"``: of the PET maps), so that equal map names in two families get
+        different nulls.
+    groups : (N,) array_like, optional
+        Within-group nulls (e.g. hemispheres), see the module docstring.
+    **options
+        Per-model options, ``variogram={...}`` (:func:`variogram_surrogates`) and
+        ``moran={...}`` (:func:`moran_surrogates`).
+
+    Returns
+    -------
+    dict
+        ``(map, model) -> (n_nulls, N) numpy.ndarray``.
+    """
+    if isinstance(D, pd.DataFrame):
+        D = D.loc[maps.index, maps.index].to_numpy()
+    sets = [(name, model) for name in maps.columns for model in models]
+    out = {}
+    for name, model in progress(sets, desc=f"[05_receptors] {key} null maps", unit="batch"):
+        out[(name, model)] = generate_nulls(maps[name].to_numpy(dtype=float), D, model, n_nulls,
+                                            _null_seed(seed, key, name, model), groups=groups,
+                                            **options.get(model, {}))
+    return out
 
 
 # --------------------------------------------------------------------------- statistics
@@ -561,41 +473,6 @@ def null_correlations(nulls, targets, method: str = "spearman") -> np.ndarray:
     T = np.asarray(targets, dtype=float)
     T = T[:, None] if T.ndim == 1 else T
     return correlate(nulls, T.T, method)
-
-
-def null_pvalue(observed, null, alternative: str = "two-sided") -> np.ndarray:
-    """Monte-Carlo p-value with the +1 correction (Phipson & Smyth 2010).
-
-    ``two-sided``: ``(1 + #{|null| >= |obs|}) / (n + 1)``; ``greater``:
-    ``(1 + #{null >= obs}) / (n + 1)``. A relative tolerance of 1e-12 counts nulls
-    equal to the observation up to rounding as "at least as extreme".
-
-    Parameters
-    ----------
-    observed : float or (k,) array_like
-        Observed statistic(s).
-    null : (n,) or (n, k) array_like
-        Null statistics, one row per null map.
-    alternative : {"two-sided", "greater"}
-
-    Returns
-    -------
-    float or (k,) numpy.ndarray
-    """
-    obs = np.asarray(observed, dtype=float)
-    null = np.asarray(null, dtype=float)
-    if null.ndim == 1 and obs.ndim == 1 and obs.size > 1:
-        raise InputError("null_pvalue: give one null column per observed statistic")
-    if alternative == "two-sided":
-        o, nu = np.abs(obs), np.abs(null)
-    elif alternative == "greater":
-        o, nu = obs, null
-    else:
-        raise UsageError(f"alternative must be 'two-sided' or 'greater' (got {alternative!r})")
-    thr = o - 1e-12 * np.abs(o)
-    count = np.sum(nu >= thr, axis=0)
-    p = (1.0 + count) / (null.shape[0] + 1.0)
-    return float(p) if np.ndim(p) == 0 else p
 
 
 def semivariogram(x, D, n_bins: int = 25, max_distance: float | None = None,

