@@ -41,10 +41,11 @@ def load() -> str:
 
 
 def synthetic_inputs(n_subjects: int, resolution: int, seed: int, dtype=np.float64):
+    from ketamine_cbf.stattools import rng as seeded_rng
     from ketamine_cbf.voxelwise.synthetic import acc_effect_map, analysis_grid, smooth_fields
 
-    affine, brain, gm, wm, mask = analysis_grid(resolution, gm_threshold=0.3)
-    rng = np.random.default_rng(seed)
+    affine, brain, gm, wm, mask = analysis_grid(resolution, mask_gm_threshold=0.3)
+    rng = seeded_rng(seed)
     effect = acc_effect_map(affine, mask.shape, 6.0)
     noise = 8.0 * smooth_fields(mask.shape, n_subjects, 8.0, float(resolution), rng)
     imgs = [nib.Nifti1Image(np.where(mask, effect + noise[i], 0).astype(dtype), affine)
@@ -53,7 +54,7 @@ def synthetic_inputs(n_subjects: int, resolution: int, seed: int, dtype=np.float
 
 
 def stage_inputs(voxelwise_dir: str, contrast: str):
-    from ketamine_cbf.voxelwise.contrasts import read_contrasts
+    from ketamine_cbf.io.derivatives import read_contrasts
 
     table = read_contrasts(voxelwise_dir, contrast)
     import glob
@@ -76,7 +77,7 @@ _WARMUP = """
 import time, numpy as np
 t0 = time.perf_counter()
 from ketamine_cbf.voxelwise.permutation import sign_flip_test
-sign_flip_test(np.random.default_rng(0).standard_normal((6, 8)), np.ones((2, 6)),
+sign_flip_test(np.linspace(-1, 1, 48).reshape(6, 8), np.ones((2, 6)),
                np.full((8, 6), -1, dtype=np.int32), tfce=True, cluster_threshold=1.0)
 print(time.perf_counter() - t0)
 """
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
     import numba
     from nilearn.glm.second_level import non_parametric_inference as nl_npi
 
-    from ketamine_cbf.voxelwise.permutation import non_parametric_inference as our_npi
+    from ketamine_cbf.voxelwise.nilearn_compat import non_parametric_inference as our_npi
     from ketamine_cbf.voxelwise.permutation import sign_flip_test
 
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     warm = compile_seconds(cold=False)
     print(f"numba kernels: compile from scratch {cold:.1f} s (empty cache, first use in an environment); "
           f"load from cache {warm:.1f} s (cache=True); neither is included below")
-    sign_flip_test(np.random.default_rng(0).standard_normal((6, 8)), np.ones((2, 6)),
+    sign_flip_test(np.linspace(-1, 1, 48).reshape(6, 8), np.ones((2, 6)),
                    np.full((8, 6), -1, dtype=np.int32), tfce=True, cluster_threshold=1.0)
 
     if args.voxelwise_dir:

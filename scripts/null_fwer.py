@@ -4,9 +4,9 @@ Simulates many null crossover studies (no ketamine, naltrexone or interaction ef
 runs the stage's sign-flip inference on each of the four contrasts, and reports the
 fraction of studies with at least one FWE-significant voxel (the family-wise error
 rate, FWER) for max-T, TFCE, cluster extent and cluster mass, with Wilson 95 %
-confidence intervals. A valid test has FWER <= alpha; with ``n_perm`` random flips
-and the ``(1 + count) / (n_perm + 1)`` p-value its exact level is
-``floor(alpha (n_perm + 1)) / (n_perm + 1)`` (5.0 % for n_perm = 199, 499, 999).
+confidence intervals. A valid test has FWER <= the FWE level (``--fwe-alpha``); with
+``n_perm`` random flips and the ``(1 + count) / (n_perm + 1)`` p-value its exact level is
+``floor(fwe_alpha (n_perm + 1)) / (n_perm + 1)`` (5.0 % for n_perm = 199, 499, 999).
 
 Level of simulation and why
 ---------------------------
@@ -25,7 +25,8 @@ heavy-tailed scan noise (Student t, ``--df`` degrees of freedom, ``--fwhm`` mm F
 in :mod:`ketamine_cbf.voxelwise.contrasts` (during - pre per session; pooled mean;
 naltrexone - placebo). The interaction is also tested with the crossover order as a
 nuisance covariate (Freedman-Lane, ``interaction+order``), which is approximately
-rather than exactly exchangeable.
+rather than exactly exchangeable. Each study's data and sign flips come from the stream
+``(seed, study index)`` (:func:`ketamine_cbf.stattools.rng`).
 
 Usage:  nice -n 10 .venv/bin/python scripts/null_fwer.py [--datasets 1000] [--n-perm 199]
 """
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--subjects", type=int, default=26)
     ap.add_argument("--resolution", type=int, default=6, help="template grid (mm)")
     ap.add_argument("--n-perm", type=int, default=199, help="random sign flips per test")
-    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--fwe-alpha", type=float, default=0.05, help="FWE level")
     ap.add_argument("--cluster-p", type=float, default=0.001, help="cluster-forming p")
     ap.add_argument("--fwhm", type=float, default=10.0, help="scan-noise smoothness (mm FWHM)")
     ap.add_argument("--df", type=float, default=5.0, help="Student-t df of the scan noise (0: Gaussian)")
@@ -67,21 +68,19 @@ def main(argv=None) -> int:
         print("--datasets must be at least 200", file=sys.stderr)
         return 2
 
+    from ketamine_cbf.stattools import rng as seeded_rng
     from ketamine_cbf.voxelwise.connectivity import grid_neighbours
-    from ketamine_cbf.voxelwise.permutation import (
-        cluster_threshold_t,
-        nilearn_sign_flips,
-        sign_flip_test,
-    )
+    from ketamine_cbf.voxelwise.permutation import cluster_threshold_t, sign_flip_test
+    from ketamine_cbf.voxelwise.signflips import nilearn_sign_flips
     from ketamine_cbf.voxelwise.synthetic import analysis_grid, scan_maps
 
-    affine, brain, gm, wm, mask = analysis_grid(args.resolution, gm_threshold=0.3)
+    affine, brain, gm, wm, mask = analysis_grid(args.resolution, mask_gm_threshold=0.3)
     nb = grid_neighbours(mask)
     n = args.subjects
     order = np.where(np.arange(n) % 2 == 0, 0.5, -0.5)[:, None]  # PN / NP, effect-coded
     tests = {"ket_placebo": None, "ket_naltrexone": None, "ket_pooled": None,
              "interaction": None, "interaction+order": order}
-    alpha_lp = -np.log10(args.alpha)
+    alpha_lp = -np.log10(args.fwe_alpha)
     print(f"{args.datasets} null studies x {len(tests)} tests; {n} subjects, {int(mask.sum())} GM voxels "
           f"at {args.resolution} mm, {args.n_perm} sign flips, two-sided, TFCE + clusters at "
           f"p < {args.cluster_p}; noise FWHM {args.fwhm} mm, t df {args.df or 'inf'}; "
@@ -89,7 +88,7 @@ def main(argv=None) -> int:
     rows = []
     t0 = time.time()
     for d in range(args.datasets):
-        rng = np.random.default_rng([args.seed, d])
+        rng = seeded_rng(args.seed, d)
         maps = scan_maps(gm, wm, brain, rng, n, noise_sd=8.0, subject_sd=6.0, fwhm_mm=args.fwhm,
                          voxel_mm=float(args.resolution), df=args.df or None)
         kp = np.stack([maps[(s, "placebo", "during")][mask] - maps[(s, "placebo", "pre")][mask]
@@ -119,9 +118,9 @@ def main(argv=None) -> int:
         from ketamine_cbf.io.provenance import write_tsv
 
         write_tsv(args.out, df)
-    exact = np.floor(args.alpha * (args.n_perm + 1) + 1e-9) / (args.n_perm + 1)
+    exact = np.floor(args.fwe_alpha * (args.n_perm + 1) + 1e-9) / (args.n_perm + 1)
     print(f"\nFamily-wise error rate (fraction of {args.datasets} null studies with any voxel at FWE "
-          f"p <= {args.alpha}); exact level of the test {exact:.4f}; Wilson 95% CI:")
+          f"p <= {args.fwe_alpha}); exact level of the test {exact:.4f}; Wilson 95% CI:")
     methods = ["maxT", "TFCE", "cluster size", "cluster mass"]
     print(f"  {'test':<20}" + "".join(f"{m:>26}" for m in methods))
     summary = []

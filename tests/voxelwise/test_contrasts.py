@@ -1,4 +1,9 @@
-"""Subject contrast maps from stage 2's table: arithmetic, exclusions, normalisation, errors."""
+"""Subject contrast maps from stage 2's table: arithmetic, exclusions, normalisation, errors.
+
+Stage 2's table is read with the data contract's reader (``io.derivatives.read_cbf_maps``,
+merged from this stage's and stage 4's former readers); the tests of the merge check what it
+now requires of stage 3's inputs (a ``run`` column, one row per scan, existing maps).
+"""
 
 import nibabel as nib
 import numpy as np
@@ -6,8 +11,11 @@ import pandas as pd
 import pytest
 
 from ketamine_cbf.errors import InputError, UsageError
-from ketamine_cbf.io.layout import CONTRASTS
-from ketamine_cbf.voxelwise import contrasts as C
+from ketamine_cbf.io import derivatives
+from ketamine_cbf.io.derivatives import read_cbf_maps
+from ketamine_cbf.study import CONTRASTS
+from ketamine_cbf.voxelwise import contrasts
+from ketamine_cbf.voxelwise.group import analysis_mask
 from ketamine_cbf.voxelwise.synthetic import write_normalisation_folder
 
 
@@ -25,8 +33,8 @@ def _scan(cm, pid, arm, tp, smooth=True):
 
 
 def test_contrast_maps_are_the_crossover_differences(norm_dir, tmp_path):
-    cm = C.read_cbf_maps(norm_dir)
-    table = C.compute_contrasts(cm, tmp_path, smoothed=True)
+    cm = read_cbf_maps(norm_dir)
+    table = contrasts.compute_contrasts(cm, tmp_path, smoothed=True, global_normalise="none")
     assert list(pd.unique(table["contrast"])) == list(CONTRASTS)
     got = {(r.participant_id, r.contrast): nib.load(tmp_path / r.path).get_fdata()
            for r in table.itertuples()}
@@ -41,16 +49,25 @@ def test_contrast_maps_are_the_crossover_differences(norm_dir, tmp_path):
     np.testing.assert_allclose(got[("sub-01", "ket_pooled")][inside], (kp + kn) / 2, atol=1e-4)
     np.testing.assert_allclose(got[("sub-01", "interaction")][inside], kn - kp, atol=1e-4)
     assert np.isnan(got[("sub-01", "ket_placebo")][~inside]).all()   # no coverage outside the brain
+    # the global GM contrasts follow the same arithmetic, and are tested against zero
+    g = table.pivot(index="participant_id", columns="contrast", values="global_gm_deltacbf")
+    np.testing.assert_allclose(g["ket_pooled"], (g["ket_placebo"] + g["ket_naltrexone"]) / 2)
+    change = contrasts.global_change_table(table).set_index("contrast")
+    assert change.loc["interaction", "n"] == len(g["interaction"].dropna())
+    assert change.loc["ket_placebo", "mean"] == pytest.approx(g["ket_placebo"].mean())
     assert set(table["global_normalisation"]) == {"none"}
     # the files are written beside contrasts.tsv, paths relative to it
-    back = C.read_contrasts(tmp_path, "interaction")
+    back = derivatives.read_contrasts(tmp_path, "interaction")
     assert all(p.endswith("_deltacbf.nii.gz") for p in back["path"])
+    assert len(back) == (table["contrast"] == "interaction").sum()
+    for r in back.itertuples():  # the contract's reader resolves the maps written here
+        np.testing.assert_array_equal(nib.load(r.abspath).get_fdata(), got[(r.participant_id, "interaction")])
 
 
 def test_excluded_and_missing_scans_are_reported_by_id(norm_dir, tmp_path):
-    cm = C.read_cbf_maps(norm_dir)
-    incl = C.contrast_inclusion(cm)
-    table = C.compute_contrasts(cm, tmp_path)
+    cm = read_cbf_maps(norm_dir)
+    incl = contrasts.contrast_inclusion(cm)
+    table = contrasts.compute_contrasts(cm, tmp_path)
     out = incl[~incl["included"]]
     assert set(zip(out.participant_id, out.contrast)) == {
         ("sub-03", "ket_naltrexone"), ("sub-03", "ket_pooled"), ("sub-03", "interaction"),
@@ -63,6 +80,11 @@ def test_excluded_and_missing_scans_are_reported_by_id(norm_dir, tmp_path):
     assert n["ket_placebo"] == 5 and n["ket_naltrexone"] == 5 and n["interaction"] == 4
     assert set(table["order"]) == {"PN", "NP"}
     assert (tmp_path / "contrast_inclusion.tsv").is_file()
+    summary = contrasts.inclusion_summary(incl).set_index("contrast")
+    assert summary.loc["interaction", "n_included"] == 4
+    assert "sub-03 (" in summary.loc["interaction", "excluded"]
+    r1 = incl[(incl.participant_id == "sub-01") & (incl.contrast == "ket_placebo")].iloc[0]
+    assert r1.scans.count("run-") == 2 and r1.order in ("PN", "NP")
 
 
 def _write_scaled_folder(folder, factor):
@@ -92,8 +114,8 @@ def _write_scaled_folder(folder, factor):
 @pytest.mark.parametrize("method", ["proportional", "none"])
 def test_global_normalisation_removes_a_global_change(tmp_path, method):
     _write_scaled_folder(tmp_path / "normalisation", 1.25)
-    cm = C.read_cbf_maps(tmp_path / "normalisation")
-    table = C.compute_contrasts(cm, tmp_path / "voxelwise", global_normalise=method)
+    cm = read_cbf_maps(tmp_path / "normalisation")
+    table = contrasts.compute_contrasts(cm, tmp_path / "voxelwise", global_normalise=method)
     d = nib.load(tmp_path / "voxelwise" / table["path"].iloc[0]).get_fdata()
     pre, _ = _scan(cm, "sub-1", "placebo", "pre")
     inside = pre != 0
@@ -109,18 +131,45 @@ def test_read_cbf_maps_errors_name_file_and_field(tmp_path):
     df = pd.read_csv(f, sep="\t")
     df.drop(columns="global_gm_cbf").to_csv(f, sep="\t", index=False)
     with pytest.raises(InputError, match="cbf_maps.tsv: missing column 'global_gm_cbf'"):
-        C.read_cbf_maps(tmp_path / "n")
+        read_cbf_maps(tmp_path / "n")
     df.assign(qc_pass="maybe").to_csv(f, sep="\t", index=False)
     with pytest.raises(InputError, match="'qc_pass'"):
-        C.read_cbf_maps(tmp_path / "n")
+        read_cbf_maps(tmp_path / "n")
     df.assign(timepoint="post").to_csv(f, sep="\t", index=False)
     with pytest.raises(InputError, match="'timepoint'"):
-        C.read_cbf_maps(tmp_path / "n")
+        read_cbf_maps(tmp_path / "n")
     with pytest.raises(InputError, match="not found"):
-        C.read_cbf_maps(tmp_path / "nowhere")
+        read_cbf_maps(tmp_path / "nowhere")
     df.to_csv(f, sep="\t", index=False)
     with pytest.raises(UsageError, match="global_normalise"):
-        C.compute_contrasts(C.read_cbf_maps(tmp_path / "n"), tmp_path / "v", global_normalise="ratio")
+        contrasts.compute_contrasts(read_cbf_maps(tmp_path / "n"), tmp_path / "v", global_normalise="ratio")
+
+
+def test_merged_reader_requires_run_one_row_per_scan_and_the_maps(tmp_path):
+    """What the merged reader adds to stage 3's former one: ``run``, no duplicates, files exist."""
+    _write_scaled_folder(tmp_path / "n", 1.0)
+    f = tmp_path / "n" / "cbf_maps.tsv"
+    df = pd.read_csv(f, sep="\t")
+    df.drop(columns="run").to_csv(f, sep="\t", index=False)
+    with pytest.raises(InputError, match="cbf_maps.tsv: missing column 'run'"):
+        read_cbf_maps(tmp_path / "n")
+    pd.concat([df, df.iloc[[0]]]).to_csv(f, sep="\t", index=False)
+    with pytest.raises(InputError, match="duplicate rows.*sub-1"):
+        read_cbf_maps(tmp_path / "n")
+    df.assign(cbf_smooth=["gone.nii.gz"] + list(df["cbf_smooth"].iloc[1:])).to_csv(f, sep="\t", index=False)
+    with pytest.raises(InputError, match="'cbf_smooth' names a missing file gone.nii.gz"):
+        read_cbf_maps(tmp_path / "n")
+    # a failed scan without maps or global CBF ('n/a') is kept and simply not used
+    df = df.astype({"global_gm_cbf": object, "qc_pass": object})
+    df.loc[0, ["cbf", "cbf_smooth", "global_gm_cbf", "qc_pass"]] = ["n/a", "n/a", "n/a", False]
+    df.to_csv(f, sep="\t", index=False)
+    cm = read_cbf_maps(tmp_path / "n")
+    assert cm.loc[0, "cbf_smooth_path"] == "" and np.isnan(cm.loc[0, "global_gm_cbf"])
+    incl = contrasts.contrast_inclusion(cm).set_index(["participant_id", "contrast"])
+    assert not incl.loc[("sub-1", "ket_placebo"), "included"]
+    assert "failed QC: ses-1 run-1" in incl.loc[("sub-1", "ket_placebo"), "reason"]
+    table = contrasts.compute_contrasts(cm, tmp_path / "v", global_normalise="proportional")
+    assert set(table.loc[table.participant_id == "sub-1", "contrast"]) == {"ket_naltrexone"}
 
 
 def test_scan_field_of_view_limits_the_contrast(tmp_path):
@@ -135,12 +184,10 @@ def test_scan_field_of_view_limits_the_contrast(tmp_path):
     df["brain_mask"] = ""
     df.loc[(df.participant_id == "sub-1") & (df.timepoint == "during"), "brain_mask"] = "fov.nii.gz"
     df.to_csv(folder / "cbf_maps.tsv", sep="\t", index=False)
-    table = C.compute_contrasts(C.read_cbf_maps(folder), tmp_path / "v")
+    table = contrasts.compute_contrasts(read_cbf_maps(folder), tmp_path / "v")
     d1 = nib.load(tmp_path / "v" / table[table.participant_id == "sub-1"]["path"].iloc[0]).get_fdata()
     d2 = nib.load(tmp_path / "v" / table[table.participant_id == "sub-2"]["path"].iloc[0]).get_fdata()
     assert np.isnan(d1[:, :, 5:]).all() and np.isfinite(d1[fov]).all()
     assert np.isfinite(d2[1:-1, 1:-1, 5:-1]).all()
-    from ketamine_cbf.voxelwise.group import analysis_mask
-
     m = analysis_mask(folder, [tmp_path / "v" / p for p in table["path"]], 0.3)
     assert not np.asarray(m.dataobj)[:, :, 5:].any() and np.asarray(m.dataobj)[fov].all()

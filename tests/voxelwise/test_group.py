@@ -1,41 +1,30 @@
-"""Group inference end to end on a fake stage-2 folder: planted ACC effects, outputs, report."""
+"""Group inference end to end on a fake stage-2 folder: planted effects found, files, facts."""
 
+import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
-from ketamine_cbf.io.layout import CONTRASTS
+from ketamine_cbf.errors import InputError, UsageError
+from ketamine_cbf.io import derivatives
 from ketamine_cbf.io.provenance import sha256_file
-from ketamine_cbf.study import ACC_CENTRES_MNI
-from ketamine_cbf.voxelwise import contrasts as C
-from ketamine_cbf.voxelwise import group as G
-from ketamine_cbf.voxelwise import report as R
-from ketamine_cbf.voxelwise.synthetic import write_normalisation_folder
+from ketamine_cbf.study import ACC_CENTRES_MNI, CONTRASTS
+from ketamine_cbf.voxelwise import group
+from ketamine_cbf.voxelwise.report import significant
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study")
-    write_normalisation_folder(root / "normalisation", n_subjects=12, resolution=4, seed=11,
-                               effect_amplitude=25.0, interaction_amplitude=0.0, noise_sd=5.0)
-    cm = C.read_cbf_maps(root / "normalisation")
-    C.compute_contrasts(cm, root / "voxelwise", global_normalise="proportional")
-    table = C.read_contrasts(root / "voxelwise")
-    mask = G.analysis_mask(root / "normalisation", list(table["abspath"]), 0.3)
-    results = {c: G.group_inference(table[table.contrast == c], mask, c, n_perm=300, seed=4)
-               for c in CONTRASTS}
-    return root, table, mask, results
-
-
-def test_planted_acc_effects_are_found_and_interaction_is_not(study):
-    _, _, _, results = study
-    for c in ("ket_placebo", "ket_naltrexone", "ket_pooled"):
-        s = R.acc_summary(results[c])
-        assert (s["n_sig_tfce"] > 0).all(), (c, s)           # all three ACC subregions
-        assert (s["peak_t"] > 0).all() and (s["mean_delta_cbf"] > 0).all()
-    s = R.acc_summary(results["interaction"])
-    assert (s["n_sig_tfce"] == 0).all() and (s["n_sig_maxT"] == 0).all()
+def test_every_contrast_is_inferred_with_its_facts(study):
+    _, table, _, results = study
+    assert list(results) == list(CONTRASTS)
     info = results["ket_pooled"].info
     assert info["n_subjects"] == 12 and info["n_perm"] == 300 and not info["exhaustive"]
+    assert info["min_p"] == pytest.approx(1 / 301) and info["dof"] == 11
+    facts = group.inference_facts(results, 0.05).set_index("contrast")
+    assert list(facts.index) == list(CONTRASTS)
+    for c, r in results.items():
+        assert facts.loc[c, "crit_t"] == pytest.approx(np.quantile(r.null["max_t"], 0.95))
+        assert facts.loc[c, "max_abs_t"] == pytest.approx(np.abs(r.maps["t"]).max())
+    assert (facts["crit_cluster_mass"] > 0).all() and (facts["covariates"] == "none").all()
 
 
 def test_significant_voxels_lie_in_the_planted_blobs(study):
@@ -44,7 +33,7 @@ def test_significant_voxels_lie_in_the_planted_blobs(study):
     r = results["ket_pooled"]
     m = np.asarray(mask.dataobj) > 0
     xyz = (mask.affine @ np.c_[np.argwhere(m), np.ones(m.sum())].T).T[:, :3]
-    sig = r.maps["logp_max_tfce"] >= -np.log10(0.05)
+    sig = significant(r.maps["logp_max_tfce"], 0.05)
     d = np.min([np.linalg.norm(xyz[sig] - np.asarray(c), axis=1) for c in ACC_CENTRES_MNI.values()], axis=0)
     assert sig.sum() > 10
     assert np.percentile(d, 95) < 20.0   # blobs have 12 mm FWHM
@@ -52,96 +41,64 @@ def test_significant_voxels_lie_in_the_planted_blobs(study):
 
 def test_group_maps_follow_the_contract_and_are_reproducible(study, tmp_path):
     root, table, mask, results = study
-    files = G.write_group_maps(results["ket_placebo"], tmp_path / "group")
+    files = group.write_group_maps(results["ket_placebo"], tmp_path / "group")
     names = {f.name for f in files}
     for stat in ("t", "logpFWEmaxT", "tfce", "logpFWEtfce", "clustermass", "logpFWEclustermass"):
         assert f"contrast-ket_placebo_stat-{stat}_statmap.nii.gz" in names
     assert "contrast-ket_placebo_desc-mean_deltacbf.nii.gz" in names
-    again = G.group_inference(table[table.contrast == "ket_placebo"], mask, "ket_placebo",
-                              n_perm=300, seed=4)
-    files2 = G.write_group_maps(again, tmp_path / "group2")
+    again = group.group_inference(table[table.contrast == "ket_placebo"], mask, "ket_placebo",
+                                  n_perm=300, seed=4)
+    files2 = group.write_group_maps(again, tmp_path / "group2")
     assert [sha256_file(a) for a in files] == [sha256_file(b) for b in files2]
-    other = G.group_inference(table[table.contrast == "ket_placebo"], mask, "ket_placebo",
-                              n_perm=300, seed=5)
+    other = group.group_inference(table[table.contrast == "ket_placebo"], mask, "ket_placebo",
+                                  n_perm=300, seed=5)
     assert not np.array_equal(other.null["max_t"], again.null["max_t"])
 
 
-def test_cluster_table_labels_the_acc(study):
+def test_group_maps_are_found_by_the_contracts_reader(study, tmp_path):
+    """Stage 5 reads the mean maps through io.derivatives: the names written here are its names."""
     _, _, _, results = study
-    r = results["ket_pooled"]
-    tab = R.cluster_table(r.img("t"), r.img("logp_max_tfce"), mean_img=r.img("mean"), method="tfce")
-    assert len(tab) > 0 and (tab["p_fwe"] < 0.05).all() and (tab["direction"] == "increase").all()
-    top = tab.sort_values("t", ascending=False).groupby("cluster").head(1)
-    near = top[top["acc_region"] != ""]
-    assert len(near) >= 2
-    assert near["harvard_oxford"].str.contains("Cingulate|Subcallosal|Paracingulate|Frontal Medial").all()
-    text = R.describe_acc(R.acc_summary(r), "Pooled", min_p=r.info["min_p"])
-    for region in ACC_CENTRES_MNI:
-        assert region in text
+    for r in results.values():
+        group.write_group_maps(r, tmp_path / "voxelwise" / "group")
+    means = derivatives.group_mean_maps(tmp_path / "voxelwise")
+    assert list(means) == list(CONTRASTS)
+    m = np.asarray(results["ket_pooled"].mask_img.dataobj) > 0
+    np.testing.assert_allclose(nib.load(means["ket_pooled"]).get_fdata()[m],
+                               results["ket_pooled"].maps["mean"], rtol=1e-6)
+    for key in derivatives.STAT_NAMES:
+        if key in results["ket_pooled"].maps:
+            assert derivatives.group_map_path(tmp_path / "voxelwise" / "group", "ket_pooled", key).is_file()
 
 
-def test_atlas_label_at_known_coordinates():
-    assert "Subcallosal" in R.atlas_label((0, 24, -10), "harvard_oxford")
-    assert "Cingulate" in R.atlas_label((4, 18, 34), "harvard_oxford")
-    assert R.atlas_label((0, 0, 200), "aal") == "no label"
+def test_analysis_mask_file_and_description(study, tmp_path):
+    _, _, mask, _ = study
+    path = group.save_analysis_mask(mask, tmp_path)
+    assert path.name == "space-MNI152NLin2009aSym_res-4_desc-analysis_mask.nii.gz"
+    text = group.describe_mask(mask, "proportional", 0.3)
+    n = int(np.asarray(mask.dataobj).sum())
+    assert f"{n} voxels of 4 mm ({n * 64 / 1000:.0f} ml)" in text and ">= 0.3" in text
+    with pytest.raises(UsageError, match="mask_gm_threshold"):
+        group.analysis_mask(tmp_path, ["x.nii.gz"], mask_gm_threshold=1.0)
 
 
 def test_order_covariate_coding():
-    import pandas as pd
-
-    z = G.order_covariate(pd.Series(["PN", "NP", "PN"]))
+    z = group.order_covariate(pd.Series(["PN", "NP", "PN"]))
     np.testing.assert_array_equal(z[:, 0], [0.5, -0.5, 0.5])
-    assert G.order_covariate(pd.Series(["PN", "PN"])) is None
-    with pytest.raises(Exception, match="order"):
-        G.order_covariate(pd.Series(["PN", "n/a"]))
+    assert group.order_covariate(pd.Series(["PN", "PN"])) is None
+    with pytest.raises(InputError, match="order"):
+        group.order_covariate(pd.Series(["PN", "n/a"]))
 
 
-def test_stage_inference_equals_nilearn(study):
-    """The stage's own path (group_inference) against nilearn, same flips: rounding only."""
+def test_group_inference_checks_its_inputs(study):
     _, table, mask, _ = study
     rows = table[table.contrast == "ket_pooled"]
-    check = G.compare_with_nilearn(rows, mask, "ket_pooled", n_perm=4, seed=4, covariates=["order"])
-    d = check.set_index("map")
-    assert set(d.index) >= {"t", "tfce", "logp_max_t", "logp_max_tfce", "size", "mass"}
-    assert (d.loc[["t", "tfce", "mass"], "max_rel_diff"] < 1e-9).all()
-    assert (d.loc[["logp_max_t", "logp_max_tfce", "size"], "max_abs_diff"] == 0).all()
-
-
-def _groundtruth(root, ket, inter, affine):
-    import nibabel as nib
-
-    gt = root / "derivatives" / "groundtruth"
-    gt.mkdir(parents=True, exist_ok=True)
-    for desc, data in (("ketamineEffect", ket), ("interactionEffect", inter)):
-        nib.save(nib.Nifti1Image(data.astype(np.float32), affine),
-                 gt / f"space-MNI152NLin2009aSym_res-9_desc-{desc}_cbf.nii.gz")
-
-
-def test_truth_recovery_on_planted_blobs(study, tmp_path):
-    from ketamine_cbf.voxelwise.synthetic import acc_effect_map
-
-    _, _, mask, results = study
-    ket = acc_effect_map(mask.affine, mask.shape, 25.0)
-    _groundtruth(tmp_path, ket, np.zeros(mask.shape), mask.affine)
-    truth = R.contrast_truth(tmp_path, "ket_pooled", mask)
-    rec = R.truth_recovery(results["ket_pooled"], truth)
-    assert rec["r_mean_vs_truth"] > 0.5 and rec["sensitivity"] > 0.2
-    assert rec["n_sig_null_voxels"] == 0 or rec["sig_null_max_mm"] < 20
-    assert R.contrast_truth(tmp_path / "nowhere", "ket_pooled", mask) is None
-
-
-def test_normalised_truth_of_a_global_change_is_zero(tmp_path):
-    """A planted change proportional to baseline CBF is global: nothing regional remains."""
-    import nibabel as nib
-
-    from ketamine_cbf.voxelwise.synthetic import analysis_grid
-
-    affine, brain, gm, wm, mask = analysis_grid(6)
-    base = (60 * gm + 20 * wm) * brain
-    _groundtruth(tmp_path, 0.05 * base, np.zeros(gm.shape), affine)
-    kw = dict(baseline_img=nib.Nifti1Image(base, affine), gm_img=nib.Nifti1Image(gm, affine))
-    target = nib.Nifti1Image(mask.astype(np.uint8), affine)
-    raw = R.contrast_truth(tmp_path, "ket_pooled", target).get_fdata()
-    rel = R.contrast_truth(tmp_path, "ket_pooled", target, "proportional", **kw).get_fdata()
-    assert raw[mask].max() > 2.0
-    assert np.abs(rel).max() < 1e-4
+    with pytest.raises(UsageError, match="covariate"):
+        group.group_inference(rows, mask, "ket_pooled", n_perm=5, covariates=["age"])
+    with pytest.raises(InputError, match="at least 2"):
+        group.group_inference(rows.iloc[:1], mask, "ket_pooled", n_perm=5)
+    with_order = group.group_inference(rows, mask, "ket_pooled", n_perm=5, covariates="order",
+                                       tfce=False, cluster_forming_p=None)
+    assert with_order.info["covariates"] == ["order"] and with_order.info["dof"] == 10
+    assert set(with_order.maps) == {"t", "logp_max_t", "mean", "sd"}
+    with pytest.raises(UsageError, match="no 'tfce' map"):
+        with_order.img("tfce")

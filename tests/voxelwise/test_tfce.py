@@ -1,4 +1,4 @@
-"""TFCE and cluster labelling: equality with nilearn/scipy and closed-form cases."""
+"""TFCE: equality with nilearn and closed-form cases."""
 
 import warnings
 
@@ -8,20 +8,8 @@ import pytest
 from nilearn.mass_univariate._utils import calculate_tfce
 from scipy import ndimage
 
-from ketamine_cbf.voxelwise.connectivity import grid_neighbours, label_clusters
+from ketamine_cbf.voxelwise.connectivity import grid_neighbours
 from ketamine_cbf.voxelwise.tfce import tfce, tfce_img, tfce_thresholds
-
-
-def _field(rng, shape=(18, 20, 16), sigma=1.5, scale=6.0, offset=0.3):
-    f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
-    return f / f.std() * scale / 3 + offset
-
-
-def _mask(rng, shape=(18, 20, 16)):
-    """An irregular mask touching the grid border (tests edge handling)."""
-    m = ndimage.gaussian_filter(rng.standard_normal(shape), 2) > -0.05
-    m[:, :, 0] = True
-    return m
 
 
 def _nilearn_tfce(vol, two_sided, **kw):
@@ -31,10 +19,10 @@ def _nilearn_tfce(vol, two_sided, **kw):
 
 @pytest.mark.parametrize("two_sided", [True, False])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_tfce_equals_nilearn(two_sided, seed):
+def test_tfce_equals_nilearn(two_sided, seed, random_mask, random_field):
     rng = np.random.default_rng(seed)
-    mask = _mask(rng)
-    vol = np.where(mask, _field(rng), 0.0)
+    mask = random_mask(rng)
+    vol = np.where(mask, random_field(rng), 0.0)
     ours = tfce(vol[mask], grid_neighbours(mask), two_sided=two_sided)
     ref = _nilearn_tfce(vol, two_sided)
     assert np.abs(ref).max() > 100  # a non-trivial map
@@ -47,19 +35,19 @@ def test_tfce_equals_nilearn(two_sided, seed):
 
 
 @pytest.mark.parametrize("E,H,dh", [(1.0, 1.0, "auto"), (0.5, 2.0, 0.1), (2 / 3, 2.0, 0.05)])
-def test_tfce_parameters_equal_nilearn(E, H, dh):
+def test_tfce_parameters_equal_nilearn(E, H, dh, random_mask, random_field):
     rng = np.random.default_rng(7)
-    mask = _mask(rng)
-    vol = np.where(mask, _field(rng), 0.0)
+    mask = random_mask(rng)
+    vol = np.where(mask, random_field(rng), 0.0)
     ours = tfce(vol[mask], grid_neighbours(mask), E=E, H=H, dh=dh)
     ref = _nilearn_tfce(vol, True, E=E, H=H, dh=dh)
     np.testing.assert_allclose(ours, ref[mask], rtol=1e-9, atol=1e-6)
 
 
-def test_tfce_step_clipping_warns_like_nilearn():
+def test_tfce_step_clipping_warns_like_nilearn(random_mask, random_field):
     rng = np.random.default_rng(3)
-    mask = _mask(rng)
-    vol = np.where(mask, _field(rng), 0.0)
+    mask = random_mask(rng)
+    vol = np.where(mask, random_field(rng), 0.0)
     with pytest.warns(UserWarning, match="Not enough steps"):
         ours = tfce(vol[mask], grid_neighbours(mask), dh=100.0)
     with warnings.catch_warnings():
@@ -68,11 +56,11 @@ def test_tfce_step_clipping_warns_like_nilearn():
     np.testing.assert_allclose(ours, ref[mask], rtol=1e-9, atol=1e-6)
 
 
-def test_tfce_thresholds_are_nilearns():
+def test_tfce_thresholds_are_nilearns(random_field):
     from nilearn.mass_univariate._utils import _return_score_threshs
 
     rng = np.random.default_rng(4)
-    vol = _field(rng)
+    vol = random_field(rng)
     for two in (True, False):
         np.testing.assert_array_equal(tfce_thresholds(vol, two_sided=two),
                                       _return_score_threshs(vol, "auto", two))
@@ -113,45 +101,13 @@ def test_tfce_one_sided_ignores_negative_and_empty_maps():
     assert (two <= 0).all() and two.min() < 0
 
 
-def test_tfce_img_accepts_paths(tmp_path):
+def test_tfce_img_accepts_paths(tmp_path, random_mask, random_field):
     rng = np.random.default_rng(5)
-    mask = _mask(rng)
-    vol = np.where(mask, _field(rng), 0.0)
+    mask = random_mask(rng)
+    vol = np.where(mask, random_field(rng), 0.0)
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
     nib.save(nib.Nifti1Image(vol, aff), tmp_path / "t.nii.gz")
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), aff), tmp_path / "m.nii.gz")
     out = tfce_img(tmp_path / "t.nii.gz", tmp_path / "m.nii.gz")
     np.testing.assert_allclose(out.get_fdata()[mask], tfce(vol[mask], grid_neighbours(mask)))
     np.testing.assert_array_equal(out.affine, aff)
-
-
-@pytest.mark.parametrize("connectivity", [6, 18, 26])
-def test_label_clusters_matches_scipy(connectivity):
-    rng = np.random.default_rng(connectivity)
-    mask = _mask(rng)
-    vol = np.where(mask, _field(rng, offset=0.0), 0.0)
-    thr = 1.0
-    nb = grid_neighbours(mask, connectivity)
-    labels, n = label_clusters(vol[mask], nb, thr, two_sided=True)
-    struct = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
-    pos, n_pos = ndimage.label(vol > thr, struct)
-    neg, n_neg = ndimage.label(vol < -thr, struct)
-    assert n == n_pos + n_neg > 2
-    ref = np.where(pos > 0, pos, np.where(neg > 0, neg + n_pos, 0))[mask]
-    # same partition: a bijection between our labels and scipy's
-    pairs = set(zip(labels[labels > 0], ref[labels > 0]))
-    assert len(pairs) == n
-    assert np.array_equal(labels > 0, ref > 0)
-
-
-def test_grid_neighbours_is_symmetric_and_bounded():
-    rng = np.random.default_rng(2)
-    mask = _mask(rng)
-    nb = grid_neighbours(mask, 6)
-    assert nb.shape == (mask.sum(), 6)
-    v, j = np.nonzero(nb >= 0)
-    u = nb[v, j]
-    # every edge appears in both directions
-    assert {(a, b) for a, b in zip(v, u)} == {(b, a) for a, b in zip(v, u)}
-    with pytest.raises(ValueError):
-        grid_neighbours(mask, 8)

@@ -53,6 +53,17 @@ def grid_neighbours(mask: np.ndarray, connectivity: int = 6) -> np.ndarray:
     numpy.ndarray of int32, shape (n_voxels, connectivity)
         ``table[v, j]`` is the masked index of the ``j``-th neighbour of voxel
         ``v``, or -1 where that neighbour is outside the mask or the grid.
+
+    Raises
+    ------
+    ValueError
+        ``mask`` not 3-D or an unknown ``connectivity``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid_neighbours(np.ones((3, 1, 1), bool)).tolist()
+    [[-1, -1, -1, -1, -1, 1], [0, -1, -1, -1, -1, 2], [1, -1, -1, -1, -1, -1]]
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
@@ -139,6 +150,14 @@ def label_clusters(values: np.ndarray, neighbours: np.ndarray, threshold: float,
     labels : numpy.ndarray of int64, shape (n_voxels,)
         0 outside clusters, 1..n in order of each cluster's first voxel.
     n_clusters : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels, n = label_clusters(np.array([3.0, 2.5, 0.0, -4.0, 5.0]),
+    ...                            grid_neighbours(np.ones((5, 1, 1), bool)), 2.0)
+    >>> labels.tolist(), n
+    ([1, 1, 0, 2, 3], 3)
     """
     values = np.asarray(values, dtype=np.float64)
     member = values > threshold

@@ -3,7 +3,7 @@
 Each subject has up to four CBF maps on the template grid (stage 2,
 ``normalisation/cbf_maps.tsv``): before (``pre``) and during (``during``) the
 ketamine infusion, after placebo and after naltrexone pre-treatment. The contrasts
-(names and meaning in :data:`ketamine_cbf.io.layout.CONTRASTS`) are, in ml/100 g/min:
+(names and meaning in :data:`ketamine_cbf.study.CONTRASTS`) are, in ml/100 g/min:
 
 * ``ket_placebo``    = CBF(during) − CBF(pre), placebo session;
 * ``ket_naltrexone`` = CBF(during) − CBF(pre), naltrexone session;
@@ -15,7 +15,8 @@ on these maps (:mod:`ketamine_cbf.voxelwise.permutation`), the standard analysis
 2 x 2 within-subject design by within-subject differences (Jones & Kenward 2014,
 ch. 2; Senn 2002).
 
-Scans with ``qc_pass`` false are excluded; several passing runs at the same time
+Stage 2's table is read with :func:`ketamine_cbf.io.derivatives.read_cbf_maps` (the data
+contract's one reader). Scans with ``qc_pass`` false are excluded; several passing runs at the same time
 point are averaged. A subject enters a contrast only if every scan it needs
 passed; who enters which contrast, and why not, is returned by
 :func:`contrast_inclusion` and written to ``contrast_inclusion.tsv``.
@@ -54,137 +55,27 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ketamine_cbf._docs import fill_doc
 from ketamine_cbf.errors import InputError, UsageError
-from ketamine_cbf.io.layout import CONTRASTS, TEMPLATE_SPACE
+from ketamine_cbf.imaging import same_grid
+from ketamine_cbf.io.layout import TEMPLATE_SPACE
 from ketamine_cbf.io.provenance import save_nifti, write_tsv
+from ketamine_cbf.study import ARM_CONTRASTS, CONTRASTS, TIMEPOINTS
+from ketamine_cbf.voxelwise import _docs  # noqa: F401  (registers the stage's parameter texts)
 
-__all__ = [
-    "CBF_MAPS_COLUMNS", "GLOBAL_NORMALISATIONS", "ARMS", "read_cbf_maps", "template_masks",
-    "contrast_inclusion", "compute_contrasts", "read_contrasts", "contrast_filename",
-    "inclusion_summary", "global_change_table", "mean_map",
-]
+__all__ = ["GLOBAL_NORMALISATIONS", "contrast_inclusion", "compute_contrasts", "contrast_filename",
+           "inclusion_summary", "global_change_table", "mean_map"]
 
-#: Columns stage 2 writes to ``cbf_maps.tsv`` that this stage needs.
-CBF_MAPS_COLUMNS = ("participant_id", "session_id", "arm", "period", "timepoint", "cbf",
-                    "cbf_smooth", "global_gm_cbf", "qc_pass")
 #: Global-normalisation options (see the module docstring).
 GLOBAL_NORMALISATIONS = ("none", "proportional", "additive")
-#: Arm names of the design and the contrast of each.
-ARMS = {"placebo": "ket_placebo", "naltrexone": "ket_naltrexone"}
-_TRUE = {"true", "1", "yes", "t", "y", "pass"}
-_FALSE = {"false", "0", "no", "f", "n", "fail", "n/a", ""}
-
-
-def _as_bool(value, path, column, row) -> bool:
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InputError(f"{path}: column '{column}' must be true/false (row {row}: {value!r})")
-
-
-def read_cbf_maps(normalisation_dir: str | Path) -> pd.DataFrame:
-    """Read and validate stage 2's ``cbf_maps.tsv``.
-
-    Parameters
-    ----------
-    normalisation_dir : str or Path
-        Stage 2's output folder (``<derivatives>/normalisation``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        The table with ``qc_pass`` as bool, ``global_gm_cbf`` as float
-        (ml/100 g/min) and absolute paths in ``cbf_path`` / ``cbf_smooth_path``; the
-        folder is kept in ``attrs["normalisation_dir"]`` (for the optional per-scan
-        ``brain_mask`` column, the scan's field of view on the template grid).
-
-    Raises
-    ------
-    InputError
-        Missing file or column, unreadable values, unknown arm or time point, or a
-        referenced map that does not exist (the message names file and field).
-    """
-    folder = Path(normalisation_dir)
-    path = folder / "cbf_maps.tsv"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (run stage 02_normalisation first)")
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except Exception as e:  # pandas raises several types for malformed text
-        raise InputError(f"{path}: cannot be read as a TSV ({type(e).__name__}: {e})") from None
-    for col in CBF_MAPS_COLUMNS:
-        if col not in df.columns:
-            raise InputError(f"{path}: missing column '{col}'")
-    if df.empty:
-        raise InputError(f"{path}: no rows")
-    df = df.copy()
-    df["qc_pass"] = [_as_bool(v, path, "qc_pass", i + 2) for i, v in enumerate(df["qc_pass"])]
-    g = pd.to_numeric(df["global_gm_cbf"].replace({"n/a": np.nan, "": np.nan}), errors="coerce")
-    bad = g.isna() & df["qc_pass"]
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{path}: column 'global_gm_cbf' is not a number in row {i + 2} "
-                         f"({df['global_gm_cbf'].iloc[i]!r})")
-    df["global_gm_cbf"] = g
-    df["arm"] = df["arm"].str.strip().str.lower()
-    df["timepoint"] = df["timepoint"].str.strip().str.lower()
-    for col, allowed in (("arm", set(ARMS)), ("timepoint", {"pre", "during"})):
-        unknown = sorted(set(df.loc[df["qc_pass"], col]) - allowed)
-        if unknown:
-            raise InputError(f"{path}: column '{col}' has value(s) {', '.join(map(repr, unknown))}; "
-                             f"expected {' or '.join(sorted(allowed))}")
-    for col in ("cbf", "cbf_smooth"):
-        df[f"{col}_path"] = [str((folder / p).resolve()) if p not in ("", "n/a") else ""
-                             for p in df[col]]
-    df.attrs["normalisation_dir"] = str(folder.resolve())
-    return df
-
-
-def template_masks(normalisation_dir: str | Path, reference_img=None) -> tuple[Path, Path]:
-    """Return stage 2's template-grid brain mask and GM probability map.
-
-    Parameters
-    ----------
-    normalisation_dir : str or Path
-    reference_img : str, Path or Nifti1Image, optional
-        A CBF map; when several resolutions exist, the masks on its grid are chosen.
-
-    Returns
-    -------
-    (Path, Path)
-        ``space-<tpl>_res-<r>_desc-brain_mask.nii.gz`` and ``..._label-GM_probseg.nii.gz``.
-
-    Raises
-    ------
-    InputError
-        No (or no matching) mask in the folder.
-    """
-    folder = Path(normalisation_dir)
-    masks = sorted(folder.glob(f"space-{TEMPLATE_SPACE}_res-*_desc-brain_mask.nii.gz"))
-    if not masks:
-        masks = sorted(folder.glob("space-*_res-*_desc-brain_mask.nii.gz"))
-    if not masks:
-        raise InputError(f"{folder}: no template brain mask (space-*_res-*_desc-brain_mask.nii.gz)")
-    chosen = masks[0]
-    if reference_img is not None and len(masks) > 1:
-        ref = nib.load(reference_img) if not isinstance(reference_img, nib.Nifti1Image) else reference_img
-        hits = [m for m in masks if nib.load(m).shape[:3] == ref.shape[:3]
-                and np.allclose(nib.load(m).affine, ref.affine, atol=1e-3)]
-        if not hits:
-            raise InputError(f"{folder}: no brain mask on the grid of the CBF maps {ref.shape[:3]}")
-        chosen = hits[0]
-    gm = chosen.with_name(chosen.name.replace("_desc-brain_mask", "_label-GM_probseg"))
-    if not gm.is_file():
-        raise InputError(f"{gm}: GM probability map not found beside {chosen.name}")
-    return chosen, gm
+#: The contrasts built from both arms (a subject needs every scan of both).
+_BOTH_ARMS = ("ket_pooled", "interaction")
 
 
 def _order(rows: pd.DataFrame) -> str:
     """Crossover sequence from the periods of the arms: PN (placebo first) or NP."""
     per = {}
-    for arm in ARMS:
+    for arm in ARM_CONTRASTS:
         vals = rows.loc[rows["arm"] == arm, "period"].astype(str).str.strip()
         vals = sorted({v for v in vals if v not in ("", "n/a")})
         if len(vals) == 1:
@@ -194,15 +85,47 @@ def _order(rows: pd.DataFrame) -> str:
     return "n/a"
 
 
+def _scan_id(row, with_run: bool, sep: str) -> str:
+    return f"{row.session_id}{sep}run-{row.run}" if with_run else str(row.session_id)
+
+
+def _arm_inclusion(sub: pd.DataFrame, arm: str, col: str) -> tuple[bool, str, list]:
+    """Whether a subject has a passing scan at every time point of an arm, why not, and which."""
+    ok, reasons, used = True, [], []
+    with_run = "run" in sub.columns
+    for tp in TIMEPOINTS:
+        cand = sub[(sub["arm"] == arm) & (sub["timepoint"] == tp)]
+        passing = cand[cand["qc_pass"] & (cand[col] != "")]
+        if cand.empty:
+            ok = False
+            reasons.append(f"no {tp} scan ({arm})")
+        elif passing.empty:
+            ok = False
+            ids = ", ".join(_scan_id(r, with_run, " ") for r in cand.itertuples())
+            reasons.append(f"{tp} scan ({arm}) failed QC: {ids}")
+        else:
+            used += [_scan_id(r, with_run, "/") for r in passing.itertuples()]
+    return ok, "; ".join(reasons), used
+
+
+def _by_contrast(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by contrast (in :data:`CONTRASTS` order), then participant."""
+    df = df.copy()
+    df["contrast"] = pd.Categorical(df["contrast"], categories=list(CONTRASTS), ordered=True)
+    df = df.sort_values(["contrast", "participant_id"]).reset_index(drop=True)
+    df["contrast"] = df["contrast"].astype(str)
+    return df
+
+
+@fill_doc
 def contrast_inclusion(cbf_maps: pd.DataFrame, smoothed: bool = True) -> pd.DataFrame:
     """Which subjects enter which contrast, which scans they use, and why not.
 
     Parameters
     ----------
     cbf_maps : pandas.DataFrame
-        From :func:`read_cbf_maps`.
-    smoothed : bool
-        Use ``cbf_smooth`` (True) or unsmoothed ``cbf`` maps.
+        From :func:`ketamine_cbf.io.derivatives.read_cbf_maps`.
+    %(smoothed)s
 
     Returns
     -------
@@ -215,43 +138,41 @@ def contrast_inclusion(cbf_maps: pd.DataFrame, smoothed: bool = True) -> pd.Data
     rows = []
     for pid, sub in cbf_maps.groupby("participant_id", sort=True):
         order = _order(sub)
-        have, why, scans = {}, {}, {}
-        for arm in ARMS:
-            ok = True
-            reasons, used = [], []
-            for tp in ("pre", "during"):
-                cand = sub[(sub["arm"] == arm) & (sub["timepoint"] == tp)]
-                passing = cand[cand["qc_pass"] & (cand[col] != "")]
-                if cand.empty:
-                    ok = False
-                    reasons.append(f"no {tp} scan ({arm})")
-                elif passing.empty:
-                    ok = False
-                    ids = ", ".join(f"{r.session_id} run-{r.run}" if "run" in cand.columns else str(r.session_id)
-                                    for r in cand.itertuples())
-                    reasons.append(f"{tp} scan ({arm}) failed QC: {ids}")
-                else:
-                    used += [f"{r.session_id}/run-{r.run}" if "run" in cand.columns else str(r.session_id)
-                             for r in passing.itertuples()]
-            have[arm], why[arm], scans[arm] = ok, "; ".join(reasons), used
-        for arm, name in ARMS.items():
-            rows.append({"participant_id": pid, "contrast": name, "included": have[arm],
-                         "reason": why[arm], "order": order, "scans": ";".join(scans[arm])})
-        both = have["placebo"] and have["naltrexone"]
-        reason = "; ".join(w for w in (why["placebo"], why["naltrexone"]) if w)
-        for name in ("ket_pooled", "interaction"):
+        arms = {arm: _arm_inclusion(sub, arm, col) for arm in ARM_CONTRASTS}
+        for arm, name in ARM_CONTRASTS.items():
+            ok, why, used = arms[arm]
+            rows.append({"participant_id": pid, "contrast": name, "included": ok,
+                         "reason": why, "order": order, "scans": ";".join(used)})
+        both = arms["placebo"][0] and arms["naltrexone"][0]
+        reason = "; ".join(w for w in (arms["placebo"][1], arms["naltrexone"][1]) if w)
+        for name in _BOTH_ARMS:
             rows.append({"participant_id": pid, "contrast": name, "included": both,
                          "reason": reason, "order": order,
-                         "scans": ";".join(scans["placebo"] + scans["naltrexone"])})
-    out = pd.DataFrame(rows)
-    out["contrast"] = pd.Categorical(out["contrast"], categories=list(CONTRASTS), ordered=True)
-    out = out.sort_values(["contrast", "participant_id"]).reset_index(drop=True)
-    out["contrast"] = out["contrast"].astype(str)
-    return out
+                         "scans": ";".join(arms["placebo"][2] + arms["naltrexone"][2])})
+    return _by_contrast(pd.DataFrame(rows))
 
 
+@fill_doc
 def contrast_filename(participant_id: str, contrast: str, resolution: int | None = None) -> str:
-    """Relative path (under ``voxelwise/``) of a subject's contrast map."""
+    """Relative path (under ``voxelwise/``) of a subject's contrast map.
+
+    Parameters
+    ----------
+    participant_id : str
+        ``sub-<label>``.
+    %(contrast)s
+    resolution : int, optional
+        Template grid (mm), written as the ``res-`` entity.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> contrast_filename("sub-01", "ket_pooled", 2)
+    'contrasts/sub-01_contrast-ket_pooled_space-MNI152NLin2009aSym_res-2_deltacbf.nii.gz'
+    """
     res = f"_res-{resolution}" if resolution else ""
     return (f"contrasts/{participant_id}_contrast-{contrast}_space-{TEMPLATE_SPACE}{res}"
             f"_deltacbf.nii.gz")
@@ -277,20 +198,88 @@ def _coverage(row, data: np.ndarray, folder: Path | None) -> np.ndarray:
     return np.isfinite(data) & (data != 0)
 
 
+def _normalised(data, g, grand, global_normalise, what) -> np.ndarray:
+    """A scan's map after global normalisation (``g`` its global GM CBF, ``grand`` their mean)."""
+    if global_normalise == "proportional":
+        if not g > 0:
+            raise InputError(f"cbf_maps.tsv: global_gm_cbf must be > 0 for proportional scaling ({what})")
+        return data * (grand / g)
+    if global_normalise == "additive":
+        return data - g + grand
+    return data
+
+
+class _Scans:
+    """Reads a contrast's scans: one grid for all, coverage as NaN, global normalisation."""
+
+    def __init__(self, cbf_maps: pd.DataFrame, col: str, global_normalise: str):
+        self.col, self.global_normalise = col, global_normalise
+        dirname = cbf_maps.attrs.get("normalisation_dir")
+        self.folder = Path(dirname) if dirname else None
+        used = cbf_maps[cbf_maps["qc_pass"] & (cbf_maps[col] != "")]
+        self.grand = float(used["global_gm_cbf"].mean()) if len(used) else np.nan
+        self.ref = None
+
+    def load(self, row, pid) -> np.ndarray:
+        """One scan's normalised map, NaN outside its coverage."""
+        img = _load(getattr(row, self.col))
+        if self.ref is None:
+            self.ref = img
+        elif not same_grid(img, self.ref):
+            raise InputError(f"{getattr(row, self.col)}: grid {img.shape[:3]} differs from the "
+                             f"other CBF maps {self.ref.shape[:3]}")
+        data = np.asarray(img.get_fdata(dtype=np.float64)).reshape(img.shape[:3])
+        data = np.where(_coverage(row, data, self.folder), data, np.nan)  # NaN: not measured
+        return _normalised(data, float(row.global_gm_cbf), self.grand, self.global_normalise,
+                           f"{pid} {row.session_id}")
+
+    def arm_delta(self, sub, arm, pid) -> tuple[np.ndarray, float]:
+        """during − pre map of one arm (passing runs averaged) and the same of global GM CBF."""
+        maps, glob = {}, {}
+        for tp in TIMEPOINTS:
+            sel = sub[(sub["arm"] == arm) & (sub["timepoint"] == tp) & sub["qc_pass"] & (sub[self.col] != "")]
+            acc = None
+            for r in sel.itertuples():
+                data = self.load(r, pid)
+                acc = data if acc is None else acc + data
+            maps[tp] = acc / len(sel)
+            glob[tp] = float(sel["global_gm_cbf"].mean())
+        # a voxel outside any scan's coverage is NaN there, hence NaN in the contrast
+        return maps["during"] - maps["pre"], glob["during"] - glob["pre"]
+
+
+def _subject_contrasts(scans: _Scans, pid, sub, included) -> tuple[dict, dict]:
+    """A subject's contrast maps and global-GM contrasts, for the contrasts it enters."""
+    maps, glob = {}, {}
+    for arm, name in ARM_CONTRASTS.items():
+        if included[name]:
+            maps[name], glob[name] = scans.arm_delta(sub, arm, pid)
+    if included["ket_pooled"]:
+        for values in (maps, glob):
+            values["ket_pooled"] = 0.5 * (values["ket_placebo"] + values["ket_naltrexone"])
+            values["interaction"] = values["ket_naltrexone"] - values["ket_placebo"]
+    return maps, glob
+
+
+_TABLE_COLUMNS = ["participant_id", "contrast", "path", "global_normalisation", "smoothed", "order",
+                  "global_gm_deltacbf"]
+
+
+@fill_doc
 def compute_contrasts(cbf_maps: pd.DataFrame, output_dir: str | Path, smoothed: bool = True,
-                      global_normalise: str = "none") -> pd.DataFrame:
+                      global_normalise: str = "proportional") -> pd.DataFrame:
     """Write every subject's contrast maps and return the ``contrasts.tsv`` table.
+
+    Also writes ``contrasts.tsv`` and ``contrast_inclusion.tsv`` (:func:`contrast_inclusion`).
 
     Parameters
     ----------
     cbf_maps : pandas.DataFrame
-        From :func:`read_cbf_maps`.
+        From :func:`ketamine_cbf.io.derivatives.read_cbf_maps`.
     output_dir : str or Path
         Stage 3's folder (``voxelwise/``); maps go to ``contrasts/``.
-    smoothed : bool
-        Use stage 2's smoothed maps (``cbf_smooth``; default) or unsmoothed ``cbf``.
-    global_normalise : {"none", "proportional", "additive"}
-        Global-CBF normalisation before subtraction (module docstring).
+    %(smoothed)s
+    %(global_normalise)s
 
     Returns
     -------
@@ -311,94 +300,23 @@ def compute_contrasts(cbf_maps: pd.DataFrame, output_dir: str | Path, smoothed: 
         raise UsageError(f"global_normalise must be one of {', '.join(GLOBAL_NORMALISATIONS)} "
                          f"(got {global_normalise!r})")
     out_dir = Path(output_dir)
-    col = "cbf_smooth_path" if smoothed else "cbf_path"
     incl = contrast_inclusion(cbf_maps, smoothed)
-    folder = Path(cbf_maps.attrs["normalisation_dir"]) if "normalisation_dir" in cbf_maps.attrs else None
-    used = cbf_maps[cbf_maps["qc_pass"] & (cbf_maps[col] != "")]
-    grand = float(used["global_gm_cbf"].mean()) if len(used) else np.nan
-    ref = None
+    scans = _Scans(cbf_maps, "cbf_smooth_path" if smoothed else "cbf_path", global_normalise)
     rows = []
     for pid, sub in cbf_maps.groupby("participant_id", sort=True):
-        ok = incl[(incl["participant_id"] == pid)].set_index("contrast")["included"]
-        order = incl.loc[incl["participant_id"] == pid, "order"].iloc[0]
-        arm_maps, arm_glob = {}, {}
-        for arm, name in ARMS.items():
-            if not ok[name]:
-                continue
-            tp_maps, tp_glob = {}, {}
-            for tp in ("pre", "during"):
-                sel = sub[(sub["arm"] == arm) & (sub["timepoint"] == tp) & sub["qc_pass"] & (sub[col] != "")]
-                acc = None
-                for r in sel.itertuples():
-                    img = _load(getattr(r, col))
-                    if ref is None:
-                        ref = img
-                    elif img.shape[:3] != ref.shape[:3] or not np.allclose(img.affine, ref.affine, atol=1e-3):
-                        raise InputError(f"{getattr(r, col)}: grid {img.shape[:3]} differs from the "
-                                         f"other CBF maps {ref.shape[:3]}")
-                    data = np.asarray(img.get_fdata(dtype=np.float64)).reshape(img.shape[:3])
-                    data = np.where(_coverage(r, data, folder), data, np.nan)  # NaN: not measured
-                    g = float(r.global_gm_cbf)
-                    if global_normalise == "proportional":
-                        if not g > 0:
-                            raise InputError(f"cbf_maps.tsv: global_gm_cbf must be > 0 for "
-                                             f"proportional scaling ({pid} {r.session_id})")
-                        data = data * (grand / g)
-                    elif global_normalise == "additive":
-                        data = data - g + grand
-                    acc = data if acc is None else acc + data
-                tp_maps[tp] = acc / len(sel)
-                tp_glob[tp] = float(sel["global_gm_cbf"].mean())
-            # a voxel outside any scan's coverage is NaN there, hence NaN in the contrast
-            arm_maps[name] = tp_maps["during"] - tp_maps["pre"]
-            arm_glob[name] = tp_glob["during"] - tp_glob["pre"]
-        maps = dict(arm_maps)
-        if ok["ket_pooled"]:
-            maps["ket_pooled"] = 0.5 * (arm_maps["ket_placebo"] + arm_maps["ket_naltrexone"])
-            maps["interaction"] = arm_maps["ket_naltrexone"] - arm_maps["ket_placebo"]
-            arm_glob["ket_pooled"] = 0.5 * (arm_glob["ket_placebo"] + arm_glob["ket_naltrexone"])
-            arm_glob["interaction"] = arm_glob["ket_naltrexone"] - arm_glob["ket_placebo"]
-        res = int(round(abs(float(ref.affine[0, 0])))) if ref is not None else None
-        for name in CONTRASTS:
-            if name not in maps:
-                continue
+        mine = incl[incl["participant_id"] == pid]
+        maps, glob = _subject_contrasts(scans, pid, sub, mine.set_index("contrast")["included"])
+        res = int(round(abs(float(scans.ref.affine[0, 0])))) if scans.ref is not None else None
+        for name in (c for c in CONTRASTS if c in maps):
             rel = contrast_filename(pid, name, res)
-            save_nifti(nib.Nifti1Image(maps[name].astype(np.float32), ref.affine), out_dir / rel)
+            save_nifti(nib.Nifti1Image(maps[name].astype(np.float32), scans.ref.affine), out_dir / rel)
             rows.append({"participant_id": pid, "contrast": name, "path": rel,
                          "global_normalisation": global_normalise, "smoothed": bool(smoothed),
-                         "order": order, "global_gm_deltacbf": arm_glob[name]})
-    table = pd.DataFrame(rows, columns=["participant_id", "contrast", "path", "global_normalisation",
-                                        "smoothed", "order", "global_gm_deltacbf"])
-    table["contrast"] = pd.Categorical(table["contrast"], categories=list(CONTRASTS), ordered=True)
-    table = table.sort_values(["contrast", "participant_id"]).reset_index(drop=True)
-    table["contrast"] = table["contrast"].astype(str)
+                         "order": mine["order"].iloc[0], "global_gm_deltacbf": glob[name]})
+    table = _by_contrast(pd.DataFrame(rows, columns=_TABLE_COLUMNS))
     write_tsv(out_dir / "contrasts.tsv", table)
     write_tsv(out_dir / "contrast_inclusion.tsv", incl)
     return table
-
-
-def read_contrasts(voxelwise_dir: str | Path, contrast: str | None = None) -> pd.DataFrame:
-    """Read ``contrasts.tsv`` (optionally one contrast) with absolute ``abspath`` column.
-
-    Raises
-    ------
-    InputError
-        File or column missing, or an unknown contrast name.
-    """
-    folder = Path(voxelwise_dir)
-    path = folder / "contrasts.tsv"
-    if not path.is_file():
-        raise InputError(f"{path}: not found")
-    df = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "contrast": str, "path": str})
-    for col in ("participant_id", "contrast", "path"):
-        if col not in df.columns:
-            raise InputError(f"{path}: missing column '{col}'")
-    if contrast is not None:
-        if contrast not in CONTRASTS:
-            raise UsageError(f"unknown contrast {contrast!r}; contrasts are {', '.join(CONTRASTS)}")
-        df = df[df["contrast"] == contrast].reset_index(drop=True)
-    df["abspath"] = [str(folder / p) for p in df["path"]]
-    return df
 
 
 def inclusion_summary(inclusion: pd.DataFrame) -> pd.DataFrame:
@@ -433,10 +351,19 @@ def global_change_table(table: pd.DataFrame) -> pd.DataFrame:
     voxel's ΔCBF): the contrast of the scans' mean GM CBF (``global_gm_deltacbf`` of
     ``contrasts.tsv``), with a one-sample t test (Student 1908).
 
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``contrasts.tsv`` (:func:`compute_contrasts`).
+
     Returns
     -------
     pandas.DataFrame
         ``contrast``, ``n``, ``mean`` and ``sd`` (ml/100 g/min), ``t``, ``p``.
+
+    References
+    ----------
+    Student (1908). The probable error of a mean. Biometrika 6:1-25. doi:10.2307/2331554
     """
     from scipy import stats
 
@@ -453,11 +380,29 @@ def global_change_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@fill_doc
 def mean_map(cbf_maps: pd.DataFrame, timepoint: str = "pre", smoothed: bool = True) -> nib.Nifti1Image:
     """Mean CBF map (ml/100 g/min) of the QC-passed scans at one time point.
 
     Used as the baseline ``B`` that turns a planted absolute ΔCBF into its globally
-    normalised counterpart (:func:`ketamine_cbf.voxelwise.report.contrast_truth`).
+    normalised counterpart (:func:`ketamine_cbf.voxelwise.truth.contrast_truth`).
+
+    Parameters
+    ----------
+    cbf_maps : pandas.DataFrame
+        From :func:`ketamine_cbf.io.derivatives.read_cbf_maps`.
+    timepoint : {"pre", "during"}
+        Which scans to average.
+    %(smoothed)s
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+
+    Raises
+    ------
+    InputError
+        No QC-passed scan at that time point.
     """
     col = "cbf_smooth_path" if smoothed else "cbf_path"
     sel = cbf_maps[cbf_maps["qc_pass"] & (cbf_maps["timepoint"] == timepoint) & (cbf_maps[col] != "")]

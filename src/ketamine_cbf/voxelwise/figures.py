@@ -1,14 +1,13 @@
 """Figures of the voxelwise stage: glass brains, ACC slices, null distributions.
 
 Every function returns a matplotlib Figure (drawn with nilearn's plotting on the
-analysis template, nilearn's shipped MNI152 2009a) and can save it as PNG
-(:func:`save_figure`, atomic, no timestamp in the metadata).
+analysis template, nilearn's shipped MNI152 2009a); the notebook shows and saves it with
+:func:`ketamine_cbf.display.show_figure` (atomic, reproducible PNG bytes).
 """
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -16,33 +15,62 @@ import matplotlib.ticker
 import nibabel as nib
 import numpy as np
 
-from ketamine_cbf.io.layout import CONTRASTS
-from ketamine_cbf.io.provenance import atomic_path
-from ketamine_cbf.study import ACC_CENTRES_MNI
+from ketamine_cbf._docs import fill_doc
+from ketamine_cbf.study import ACC_CENTRES_MNI, CONTRASTS
+from ketamine_cbf.voxelwise import _docs  # noqa: F401  (registers the stage's parameter texts)
+from ketamine_cbf.voxelwise.report import METHOD_KEYS, significant
 
-__all__ = ["significant_t", "plot_glass_brains", "plot_acc_slices", "plot_null_distributions",
-           "plot_mean_delta", "save_figure"]
+__all__ = ["significant_t", "template_image", "plot_glass_brains", "plot_acc_slices",
+           "plot_null_distributions", "plot_mean_delta", "contrast_order"]
 
 _ACC_COLOURS = {"sgACC": "#1b9e77", "pgACC": "#d95f02", "dACC": "#7570b3"}
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Save ``fig`` as PNG atomically, without a software/date stamp (reproducible bytes)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    return Path(path)
+@fill_doc
+def significant_t(result, table_method: str = "tfce", fwe_alpha: float = 0.05) -> nib.Nifti1Image:
+    """t map restricted to voxels FWE-significant by ``table_method`` (0 elsewhere).
 
+    Parameters
+    ----------
+    result : GroupResult
+        One contrast's inference.
+    %(table_method)s
+    %(fwe_alpha)s
 
-def significant_t(result, method: str = "tfce", alpha: float = 0.05) -> nib.Nifti1Image:
-    """t map restricted to voxels FWE-significant by ``method`` (0 elsewhere)."""
-    from ketamine_cbf.voxelwise.report import METHOD_KEYS
-
-    logp = result.maps[METHOD_KEYS[method]]
-    t = np.where(logp >= -np.log10(alpha) - 1e-12, result.maps["t"], 0.0)
+    Returns
+    -------
+    nibabel.Nifti1Image
+    """
+    logp = result.maps[METHOD_KEYS[table_method]]
+    t = np.where(significant(logp, fwe_alpha), result.maps["t"], 0.0)
     mask = np.asarray(result.mask_img.dataobj) > 0
     out = np.zeros(mask.shape, dtype=np.float32)
     out[mask] = t
     return nib.Nifti1Image(out, result.mask_img.affine)
+
+
+def template_image(mask_img) -> nib.Nifti1Image:
+    """The analysis template's T1 image at the resolution of ``mask_img`` (a background).
+
+    Parameters
+    ----------
+    mask_img : nibabel.Nifti1Image
+        The analysis mask (its voxel size picks the template grid).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+    """
+    from ketamine_cbf.reference import templates
+
+    return templates.template_t1(int(round(abs(float(mask_img.affine[0, 0])))))
+
+
+def _one_row_per_contrast(results, row_height):
+    """A figure 9 inches wide with one axes row per contrast: ``(fig, [(ax, name, result)])``."""
+    n = len(results)
+    fig, axes = plt.subplots(n, 1, figsize=(9, row_height * n), squeeze=False)
+    return fig, list(zip(axes[:, 0], results.keys(), results.values()))
 
 
 def _vmax(results, key="t"):
@@ -50,63 +78,63 @@ def _vmax(results, key="t"):
     return max(v, 1e-6)
 
 
-def plot_glass_brains(results: dict, method: str = "tfce", alpha: float = 0.05):
+@fill_doc
+def plot_glass_brains(results: dict, table_method: str = "tfce", fwe_alpha: float = 0.05):
     """Glass brains of the FWE-significant t values, one row per contrast.
 
     Parameters
     ----------
-    results : dict of str -> GroupResult
-        In display order (e.g. ``ketamine_cbf.io.layout.CONTRASTS``).
-    method : str
-        Significance used for masking (``tfce``, ``maxT``, ``cluster mass``).
-    alpha : float
-        FWE level.
+    %(results)s
+    %(table_method)s
+    %(fwe_alpha)s
 
     Returns
     -------
     matplotlib.figure.Figure
+        Per contrast, the left, top, right and front projections.
     """
     from nilearn import plotting
 
-    n = len(results)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 2.6 * n), squeeze=False)
+    fig, rows = _one_row_per_contrast(results, 2.6)
     vmax = _vmax(results)
-    for ax, (name, res) in zip(axes[:, 0], results.items()):
-        img = significant_t(res, method, alpha)
+    for ax, name, res in rows:
+        img = significant_t(res, table_method, fwe_alpha)
         n_sig = int((np.asarray(img.dataobj) != 0).sum())
         with warnings.catch_warnings():  # a contrast without significant voxels is not a problem
             warnings.filterwarnings("ignore", message=".*empty mask.*")
             disp = plotting.plot_glass_brain(
                 img, display_mode="lzry", plot_abs=False, colorbar=True, cmap="RdBu_r",
                 vmin=-vmax, vmax=vmax, threshold=1e-6, axes=ax, figure=fig,
-                title=f"{name}: {n_sig} voxels FWE p<{alpha} ({method})")
+                title=f"{name}: {n_sig} voxels FWE p<{fwe_alpha} ({table_method})")
         disp.add_markers(list(ACC_CENTRES_MNI.values()), marker_color="k", marker_size=12)
     return fig
 
 
-def plot_acc_slices(results: dict, template_img, method: str = "tfce", alpha: float = 0.05):
+@fill_doc
+def plot_acc_slices(results: dict, template_img, table_method: str = "tfce", fwe_alpha: float = 0.05):
     """Midline sagittal slices (x = -4, 0, 4 mm) of the t maps, FWE-significant voxels outlined.
 
     Parameters
     ----------
-    results : dict of str -> GroupResult
+    %(results)s
     template_img : Nifti1Image
-        Background (the analysis template T1).
-    method, alpha
+        Background (the analysis template T1, :func:`template_image`).
+    %(table_method)s
         Significance shown by the black outline.
+    %(fwe_alpha)s
 
     Returns
     -------
     matplotlib.figure.Figure
+        One row of three slices per contrast, on a common colour scale (max ``|t|``).
     """
     from nilearn import plotting
 
-    n = len(results)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 2.9 * n), squeeze=False)
+    fig, rows = _one_row_per_contrast(results, 2.9)
     vmax = _vmax(results)
-    for ax, (name, res) in zip(axes[:, 0], results.items()):
+    for ax, name, res in rows:
         t_img = res.img("t")
-        sig = significant_t(res, method, alpha)
+        sig = significant_t(res, table_method, fwe_alpha)
         disp = plotting.plot_stat_map(
             t_img, bg_img=template_img, display_mode="x", cut_coords=[-4, 0, 4], axes=ax,
             figure=fig, cmap="RdBu_r", vmax=vmax, threshold=2.0, colorbar=True,
@@ -119,8 +147,17 @@ def plot_acc_slices(results: dict, template_img, method: str = "tfce", alpha: fl
     return fig
 
 
+@fill_doc
 def plot_mean_delta(results: dict, template_img, vmax: float | None = None):
-    """Group mean ΔCBF (ml/100 g/min) at the ACC (sagittal x = 0, axial through each centre).
+    """Group mean ΔCBF (ml/100 g/min) at the ACC (orthogonal slices through x = 0, y = 24, z = 4 mm).
+
+    Parameters
+    ----------
+    %(results)s
+    template_img : Nifti1Image
+        Background (the analysis template T1, :func:`template_image`).
+    vmax : float, optional
+        Colour scale limit (ml/100 g/min); default: the largest ``|mean|``.
 
     Returns
     -------
@@ -128,10 +165,9 @@ def plot_mean_delta(results: dict, template_img, vmax: float | None = None):
     """
     from nilearn import plotting
 
-    n = len(results)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 2.6 * n), squeeze=False)
+    fig, rows = _one_row_per_contrast(results, 2.6)
     v = vmax or _vmax(results, "mean")
-    for ax, (name, res) in zip(axes[:, 0], results.items()):
+    for ax, name, res in rows:
         plotting.plot_stat_map(
             res.img("mean"), bg_img=template_img, display_mode="ortho", cut_coords=(0, 24, 4),
             axes=ax, figure=fig, cmap="RdBu_r", vmax=v, threshold=1e-6, colorbar=False,
@@ -141,13 +177,19 @@ def plot_mean_delta(results: dict, template_img, vmax: float | None = None):
     return fig
 
 
-def plot_null_distributions(results: dict, alpha: float = 0.05):
+@fill_doc
+def plot_null_distributions(results: dict, fwe_alpha: float = 0.05):
     """Permutation distributions of the maximum statistics with the observed maxima.
 
     One column per statistic (max |t|, max TFCE, max cluster mass), one row per
-    contrast; the dashed line is the FWE critical value (the ``1 - alpha`` quantile),
+    contrast; the dashed line is the FWE critical value (the ``1 - fwe_alpha`` quantile),
     the solid red line the observed maximum (written as text, with an arrow, when it
     lies far beyond the null distribution).
+
+    Parameters
+    ----------
+    %(results)s
+    %(fwe_alpha)s
 
     Returns
     -------
@@ -166,7 +208,7 @@ def plot_null_distributions(results: dict, alpha: float = 0.05):
             obs = float(np.nanmax(np.abs(res.maps[key]))) if res.info["two_sided"] else \
                 float(np.nanmax(res.maps[key]))
             ax.hist(null, bins=40, color="0.6")
-            crit = float(np.quantile(null, 1 - alpha))
+            crit = float(np.quantile(null, 1 - fwe_alpha))
             ax.axvline(crit, color="k", ls="--", lw=1)
             right = max(float(null.max()), crit) * 1.3
             if obs <= right:
@@ -185,6 +227,16 @@ def plot_null_distributions(results: dict, alpha: float = 0.05):
 
 
 def contrast_order(results: dict) -> dict:
-    """Return ``results`` ordered as :data:`ketamine_cbf.io.layout.CONTRASTS`."""
+    """Return ``results`` ordered as :data:`ketamine_cbf.study.CONTRASTS`.
+
+    Parameters
+    ----------
+    results : dict of str to GroupResult
+        Results of any contrasts, in any order.
+
+    Returns
+    -------
+    dict
+    """
     return {k: results[k] for k in CONTRASTS if k in results}
 

@@ -32,22 +32,29 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ketamine_cbf._docs import fill_doc
+from ketamine_cbf.imaging import FWHM_TO_SIGMA
 from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name, scan_entities
 from ketamine_cbf.io.provenance import save_nifti, write_tsv
-from ketamine_cbf.study import ACC_CENTRES_MNI
+from ketamine_cbf.stattools import rng as seeded_rng
+from ketamine_cbf.study import ACC_CENTRES_MNI, ARMS, TIMEPOINTS
 
 __all__ = ["smooth_fields", "acc_effect_map", "analysis_grid", "scan_maps",
            "write_normalisation_folder"]
 
-_FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
 
-
-def analysis_grid(resolution: int = 2, gm_threshold: float = 0.3):
+@fill_doc
+def analysis_grid(resolution: int = 2, mask_gm_threshold: float = 0.3):
     """Template grid, brain mask, GM probability and GM-analysis mask at ``resolution`` mm.
+
+    Parameters
+    ----------
+    %(resolution)s
+    %(mask_gm_threshold)s
 
     Returns
     -------
-    (affine, brain, gm, wm, mask) : numpy arrays (``mask = brain & gm >= gm_threshold``)
+    (affine, brain, gm, wm, mask) : numpy arrays (``mask = brain & gm >= mask_gm_threshold``)
     """
     from ketamine_cbf.reference import templates
 
@@ -55,7 +62,7 @@ def analysis_grid(resolution: int = 2, gm_threshold: float = 0.3):
     gm = templates.template_gm(resolution).get_fdata()
     wm = templates.template_wm(resolution).get_fdata()
     affine = templates.template_brain_mask(resolution).affine
-    return affine, brain, gm, wm, brain & (gm >= gm_threshold)
+    return affine, brain, gm, wm, brain & (gm >= mask_gm_threshold)
 
 
 def smooth_fields(shape, n: int, fwhm_mm: float, voxel_mm: float, rng: np.random.Generator,
@@ -67,11 +74,24 @@ def smooth_fields(shape, n: int, fwhm_mm: float, voxel_mm: float, rng: np.random
     ``fwhm_mm`` (``sigma = FWHM / sqrt(8 ln 2)``) and divided by the kernel's
     norm so each voxel has unit variance away from the edges.
 
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Grid shape.
+    n : int
+        Number of fields.
+    fwhm_mm, voxel_mm : float
+        Smoothness (mm FWHM) and voxel size (mm).
+    rng : numpy.random.Generator
+        Random stream (:func:`ketamine_cbf.stattools.rng`).
+    df : float, optional
+        Degrees of freedom of Student-t white noise (None: Gaussian).
+
     Returns
     -------
     numpy.ndarray, shape (n, *shape)
     """
-    sigma = fwhm_mm / voxel_mm * _FWHM_TO_SIGMA
+    sigma = fwhm_mm / voxel_mm * FWHM_TO_SIGMA
     impulse = np.zeros(tuple(shape))
     impulse[tuple(s // 2 for s in shape)] = 1.0
     norm = float(np.sqrt((ndimage.gaussian_filter(impulse, sigma) ** 2).sum()))
@@ -90,15 +110,31 @@ def acc_effect_map(affine, shape, amplitude: float | dict = 10.0, fwhm_mm: float
 
     Parameters
     ----------
+    affine : numpy.ndarray, shape (4, 4)
+        Voxel-to-MNI affine of the grid.
+    shape : tuple of 3 int
+        Grid shape.
     amplitude : float or dict
         Peak ΔCBF of every blob, or ``{region: amplitude}``.
     fwhm_mm : float
         Blob FWHM (mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        The map on the grid (ml/100 g/min).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = acc_effect_map(np.eye(4), (1, 1, 1), {"pgACC": 10.0}, fwhm_mm=1e6)
+    >>> round(float(m[0, 0, 0]), 3)
+    10.0
     """
     ijk = np.indices(shape).reshape(3, -1)
     xyz = (affine @ np.vstack([ijk, np.ones(ijk.shape[1])]))[:3].T
     out = np.zeros(int(np.prod(shape)))
-    sigma = fwhm_mm * _FWHM_TO_SIGMA
+    sigma = fwhm_mm * FWHM_TO_SIGMA
     for region, c in ACC_CENTRES_MNI.items():
         a = amplitude.get(region, 0.0) if isinstance(amplitude, dict) else amplitude
         out += a * np.exp(-0.5 * np.sum((xyz - np.asarray(c)) ** 2, axis=1) / sigma ** 2)
@@ -113,6 +149,27 @@ def scan_maps(gm, wm, brain, rng, n_subjects: int, effect=None, interaction=None
     ``CBF = (60 GM + 20 WM) * g_subject * g_scan + subject pattern + scan noise
     + effect (during) [+ interaction (during, naltrexone)]``, zero outside the brain.
 
+    Parameters
+    ----------
+    gm, wm : numpy.ndarray
+        Grey- and white-matter probability on the grid.
+    brain : numpy.ndarray of bool
+        Brain mask.
+    rng : numpy.random.Generator
+        Random stream (:func:`ketamine_cbf.stattools.rng`).
+    n_subjects : int
+        Number of subjects.
+    effect, interaction : numpy.ndarray, optional
+        ΔCBF during ketamine (both arms) and the extra ΔCBF after naltrexone.
+    noise_sd, subject_sd : float
+        SD (ml/100 g/min) of the scan noise and of the subject pattern.
+    fwhm_mm, voxel_mm : float
+        Noise smoothness (mm FWHM; the subject pattern has twice it) and voxel size.
+    global_sd : float
+        Relative SD of the scan's global factor.
+    df : float, optional
+        Student-t degrees of freedom of the scan noise (None: Gaussian).
+
     Returns
     -------
     dict
@@ -126,8 +183,8 @@ def scan_maps(gm, wm, brain, rng, n_subjects: int, effect=None, interaction=None
         pattern = subject_sd * smooth_fields(shape, 1, 2 * fwhm_mm, voxel_mm, rng)[0]
         noise = noise_sd * smooth_fields(shape, 4, fwhm_mm, voxel_mm, rng, df=df)
         k = 0
-        for arm in ("placebo", "naltrexone"):
-            for tp in ("pre", "during"):
+        for arm in ARMS:
+            for tp in TIMEPOINTS:
                 m = base * g_sub * (1.0 + global_sd * rng.standard_normal()) + pattern + noise[k]
                 if tp == "during" and effect is not None:
                     m = m + effect
@@ -138,6 +195,7 @@ def scan_maps(gm, wm, brain, rng, n_subjects: int, effect=None, interaction=None
     return out
 
 
+@fill_doc
 def write_normalisation_folder(folder: str | Path, n_subjects: int = 8, resolution: int = 4,
                                seed: int = 0, effect_amplitude: float = 15.0,
                                interaction_amplitude: float = 0.0, noise_sd: float = 6.0,
@@ -152,7 +210,7 @@ def write_normalisation_folder(folder: str | Path, n_subjects: int = 8, resoluti
         Subjects ``sub-01`` ...; odd subjects are PN (placebo in period 1).
     resolution : int
         Template grid (mm).
-    seed : int
+    %(seed)s
     effect_amplitude, interaction_amplitude : float
         Peak ΔCBF (ml/100 g/min) of the ACC blobs during ketamine (both arms), and
         the extra ΔCBF after naltrexone.
@@ -169,7 +227,7 @@ def write_normalisation_folder(folder: str | Path, n_subjects: int = 8, resoluti
         ``folder``.
     """
     folder = Path(folder)
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     affine, brain, gm, wm, _ = analysis_grid(resolution)
     eff = acc_effect_map(affine, gm.shape, effect_amplitude)
     inter = acc_effect_map(affine, gm.shape, interaction_amplitude) if interaction_amplitude else None
@@ -179,7 +237,7 @@ def write_normalisation_folder(folder: str | Path, n_subjects: int = 8, resoluti
     save_nifti(nib.Nifti1Image(brain.astype(np.uint8), affine), folder / f"{prefix}_desc-brain_mask.nii.gz")
     save_nifti(nib.Nifti1Image(gm.astype(np.float32), affine), folder / f"{prefix}_label-GM_probseg.nii.gz")
     rows = []
-    sigma = 6.0 / resolution * _FWHM_TO_SIGMA
+    sigma = 6.0 / resolution * FWHM_TO_SIGMA
     for (s, arm, tp), m in maps.items():
         pid = f"sub-{s + 1:02d}"
         if (pid, arm, tp) in missing:

@@ -21,9 +21,9 @@ between levels ``s`` and ``k+1`` every member gains ``e^E * (P_s - P_k)`` with
 ``P_k = sum_{j<=k} h_j^H``, added once at the root when the component next changes;
 a merged root stores its value relative to its new parent so members keep their
 sums. The cost is ``O(n_voxels * alpha(n_voxels) + K)`` per map instead of
-``O(K * volume)``. Hand-written (numba) because it is measurably faster than
-relabelling (see ``benchmarks/bench_permutation.py``); equality with nilearn to
-1e-6 is tested in ``tests/voxelwise/test_tfce.py``.
+``O(K * volume)``. Hand-written (numba, in :mod:`ketamine_cbf.voxelwise._kernels`)
+because it is measurably faster than relabelling (see ``benchmarks/bench_permutation.py``);
+equality with nilearn to 1e-6 is tested in ``tests/voxelwise/test_tfce.py``.
 
 Conventions copied from nilearn 0.14 (so the maps are interchangeable):
 
@@ -56,8 +56,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from numba import njit
 
+from ketamine_cbf.voxelwise._kernels import alloc_workspace, tfce_kernel
 from ketamine_cbf.voxelwise.connectivity import grid_neighbours
 
 __all__ = ["tfce", "tfce_img", "tfce_thresholds", "AUTO_STEPS"]
@@ -97,198 +97,20 @@ def tfce_thresholds(stat: np.ndarray, dh="auto", two_sided: bool = True) -> np.n
     numpy.ndarray
         ``numpy.linspace(0, max, n_steps + 1)[1:]`` with the maximum taken over
         ``stat`` and 0 (out-of-mask background), as in nilearn.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = tfce_thresholds(np.array([-3.0, 1.0, 2.0]))
+    >>> len(t), float(t[0]), float(t[-1])
+    (100, 0.03, 3.0)
+    >>> tfce_thresholds(np.array([-3.0, 1.0, 2.0]), two_sided=False)[-1].item()
+    2.0
     """
     stat = np.asarray(stat, dtype=np.float64)
     vals = np.abs(stat) if two_sided else stat
     m = float(max(0.0, np.nanmax(vals))) if vals.size else 0.0
     return np.linspace(0, m, _n_steps(m, dh) + 1)[1:]
-
-
-# --------------------------------------------------------------------------- numba kernels
-
-@njit(cache=True)
-def _find_pot(parent, pot, x):
-    """Root of ``x``; compress the path keeping ``value = sum of pot to the root``."""
-    r = x
-    while parent[r] != r:
-        r = parent[r]
-    if r == x:
-        return r
-    s = 0.0
-    y = x
-    while parent[y] != y:
-        s += pot[y]
-        y = parent[y]
-    y = x
-    while parent[y] != y:
-        nxt = parent[y]
-        p = pot[y]
-        pot[y] = s
-        parent[y] = r
-        s -= p
-        y = nxt
-    return r
-
-
-@njit(cache=True)
-def _level_of(a, step, m, K):
-    """Largest k in 1..K with h_k <= a (h_k = k*step, h_K = m), 0 if none."""
-    if not a > 0.0:
-        return 0
-    est = int(a / step)
-    if est > K:
-        est = K
-    while est < K:
-        h = m if est + 1 == K else (est + 1) * step
-        if h <= a:
-            est += 1
-        else:
-            break
-    while est > 0:
-        h = m if est == K else est * step
-        if h > a:
-            est -= 1
-        else:
-            break
-    return est
-
-
-@njit(cache=True)
-def alloc_workspace(n):
-    """Integer and float scratch arrays for :func:`tfce_kernel` on ``n`` voxels."""
-    iws = np.empty((6, n), dtype=np.int32)   # level, sign, order, parent, size, start
-    fws = np.empty(n, dtype=np.float64)      # pot
-    return iws, fws
-
-
-@njit(cache=True, inline="always")
-def _extent_weight(size, E):
-    if E == 0.5:
-        return np.sqrt(np.float64(size))
-    return np.float64(size) ** E
-
-
-@njit(cache=True)
-def tfce_kernel(t, neighbours, two_sided, E, H, n_steps_fixed, dh, out, want_map, iws, fws):
-    """TFCE of one masked statistic vector; return ``max |TFCE|``.
-
-    ``n_steps_fixed > 0``: that many thresholds (``dh="auto"`` -> 100); otherwise
-    ``round(max / dh)`` clipped to 10..1000. Writes the signed map to ``out`` when
-    ``want_map``. ``iws``/``fws`` come from :func:`alloc_workspace`.
-    """
-    n = t.size
-    level = iws[0]
-    sign = iws[1]
-    order = iws[2]
-    parent = iws[3]
-    size = iws[4]
-    start = iws[5]
-    pot = fws
-    m = 0.0
-    for v in range(n):
-        a = t[v]
-        if two_sided and a < 0:
-            a = -a
-        if a > m:
-            m = a
-    if want_map:
-        for v in range(n):
-            out[v] = 0.0
-    if not m > 0.0:
-        return 0.0
-    if n_steps_fixed > 0:
-        K = n_steps_fixed
-    else:
-        K = int(round(m / dh))
-        if K < 10:
-            K = 10
-        if K > 1000:
-            K = 1000
-    step = m / K
-    # prefix sums of h_k^H (P[0] = 0)
-    P = np.empty(K + 1, dtype=np.float64)
-    P[0] = 0.0
-    for k in range(1, K + 1):
-        h = m if k == K else k * step
-        P[k] = P[k - 1] + h ** H
-    counts = np.zeros(K + 2, dtype=np.int64)
-    for v in range(n):
-        x = t[v]
-        if x > 0:
-            sign[v] = 1
-            lv = _level_of(x, step, m, K)
-        elif two_sided and x < 0:
-            sign[v] = -1
-            lv = _level_of(-x, step, m, K)
-        else:
-            sign[v] = 0
-            lv = 0
-        level[v] = lv
-        counts[lv] += 1
-    # counting sort, descending levels: bucket k occupies [first[k], first[k] + counts[k])
-    first = np.empty(K + 2, dtype=np.int64)
-    pos = 0
-    for k in range(K, 0, -1):
-        first[k] = pos
-        pos += counts[k]
-    n_active = pos
-    fill = first.copy()
-    for v in range(n):
-        lv = level[v]
-        if lv > 0:
-            order[fill[lv]] = v
-            fill[lv] += 1
-    nn = neighbours.shape[1]
-    for k in range(K, 0, -1):
-        b0 = first[k]
-        b1 = b0 + counts[k]
-        for i in range(b0, b1):
-            v = order[i]
-            parent[v] = v
-            size[v] = 1
-            start[v] = k
-            pot[v] = 0.0
-        Pk = P[k]
-        for i in range(b0, b1):
-            v = order[i]
-            sv = sign[v]
-            rv = _find_pot(parent, pot, v)
-            for j in range(nn):
-                u = neighbours[v, j]
-                if u < 0 or level[u] < k or sign[u] != sv:
-                    continue
-                ru = _find_pot(parent, pot, u)
-                if ru == rv:
-                    continue
-                # close the current epochs of both components (levels start .. k+1)
-                if start[ru] != k:
-                    pot[ru] += _extent_weight(size[ru], E) * (P[start[ru]] - Pk)
-                    start[ru] = k
-                if start[rv] != k:
-                    pot[rv] += _extent_weight(size[rv], E) * (P[start[rv]] - Pk)
-                    start[rv] = k
-                if size[ru] < size[rv]:
-                    ru, rv = rv, ru
-                parent[rv] = ru
-                pot[rv] -= pot[ru]
-                size[ru] += size[rv]
-                rv = ru
-    # close every remaining component down to level 1
-    for i in range(n_active):
-        v = order[i]
-        if parent[v] == v:
-            pot[v] += _extent_weight(size[v], E) * P[start[v]]
-            start[v] = 0
-    best = 0.0
-    for i in range(n_active):
-        v = order[i]
-        r = _find_pot(parent, pot, v)
-        val = pot[v] if r == v else pot[v] + pot[r]
-        if val > best:
-            best = val
-        if want_map:
-            out[v] = val if sign[v] > 0 else -val
-    return best
 
 
 # --------------------------------------------------------------------------- public API
@@ -319,6 +141,23 @@ def tfce(stat: np.ndarray, neighbours: np.ndarray, E: float = 0.5, H: float = 2.
     -------
     numpy.ndarray, shape (n_voxels,)
         Signed TFCE values (0 where the statistic is below the first threshold).
+
+    Raises
+    ------
+    ValueError
+        ``neighbours`` does not have one row per voxel.
+
+    Examples
+    --------
+    Isolated voxels (extent 1) on thresholds ``h_k = 3 k / 100``: the voxel of height 3 gets
+    ``sum_{k <= 100} h_k^2``, the one of height -1 gets ``-sum_{k <= 33} h_k^2``.
+
+    >>> import numpy as np
+    >>> from ketamine_cbf.voxelwise.connectivity import grid_neighbours
+    >>> stat = np.array([0.0, 3.0, 0.0, -1.0])
+    >>> out = tfce(stat, grid_neighbours(np.ones((4, 1, 1), bool)))
+    >>> out.round(4).tolist(), round(float(np.sum((3 * np.arange(1, 101) / 100) ** 2)), 4)
+    ([0.0, 304.515, 0.0, -11.2761], 304.515)
     """
     stat = np.ascontiguousarray(stat, dtype=np.float64)
     neighbours = np.ascontiguousarray(neighbours, dtype=np.int32)
@@ -354,6 +193,11 @@ def tfce_img(stat_img, mask_img=None, E: float = 0.5, H: float = 2.0, dh="auto",
     -------
     nibabel.Nifti1Image
         TFCE map on the grid of ``stat_img`` (0 outside the mask).
+
+    Raises
+    ------
+    ValueError
+        ``stat_img`` not 3-D, or a mask of another shape.
     """
     import nibabel as nib
     from nilearn.image import load_img
