@@ -102,7 +102,6 @@ def test_seeds_are_reproducible_and_distinct():
     np.testing.assert_array_equal(m, nulls.moran_surrogates(x, D, 20, 5))
 
 
-@pytest.mark.xfail(strict=True, reason="PHASE-A: seeds move to stattools.int_seed in the next commit")
 def test_make_nulls_seeds_come_from_int_seed():
     """Merged twin: each null set's seed is stattools.int_seed(seed, 5, key, map, model)."""
     import pandas as pd

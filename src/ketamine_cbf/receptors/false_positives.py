@@ -108,7 +108,7 @@ def random_smooth_maps(atlas: Atlas, n_maps: int, exponents=(0.0, 1.0, 2.0, 3.0)
                         indexing="ij")
     knorm = np.sqrt(sum(f ** 2 for f in freqs))
     knorm[0, 0, 0] = np.inf
-    rng = np.random.default_rng(seed)  # PHASE-A
+    rng = stattools.rng(seed, 5, "random_maps")
     alphas = np.resize(al, int(n_maps))
     out = np.empty((int(n_maps), M.shape[0]))
     for k in range(int(n_maps)):
@@ -173,17 +173,12 @@ def false_positive_rates(sim_maps, target, D, models=("variogram", "moran"), n_s
         rows.append({"map": k, "label": labels[k], "method": method, "test": "naive", "r": r,
                      "p": float(naive_p(r, len(t)))})
         for m in models:
-            v = generate_nulls(S[k], D, m, n_sim_nulls, _legacy_fpr_seed(seed, k, m), groups=groups,  # PHASE-A
-                               **options.get(m, {}))
+            v = generate_nulls(S[k], D, m, n_sim_nulls, stattools.int_seed(seed, 5, "fpr", k, m),
+                               groups=groups, **options.get(m, {}))
             nr = null_correlations(v, t, method)[:, 0]
             rows.append({"map": k, "label": labels[k], "method": method, "test": m, "r": r,
                          "p": stattools.monte_carlo_p(r, nr)})
     return pd.DataFrame(rows)
-
-
-def _legacy_fpr_seed(seed, k, m):  # PHASE-A
-    from ketamine_cbf.receptors.nulls import _legacy_seed
-    return _legacy_seed(seed, "fpr", k, m)
 
 
 @fill_doc

@@ -153,7 +153,7 @@ def _surrogates_by_group(x, D, n_surrogates, random_state, groups, block) -> np.
         groups = np.asarray(groups)
         if groups.shape != (n,):
             raise InputError(f"groups: expected {n} labels (one per parcel), got shape {groups.shape}")
-        parts = [(_legacy_seed(random_state, str(g)), np.flatnonzero(groups == g))  # PHASE-A
+        parts = [(stattools.int_seed(random_state, str(g)), np.flatnonzero(groups == g))
                  for g in sorted(set(groups.tolist()), key=str)]
     out = np.empty((n_surrogates, n))
     for s, idx in parts:
@@ -357,17 +357,7 @@ def generate_nulls(x, D, model: str, n_nulls: int, random_state: int, groups=Non
 
 def _null_seed(seed, key, name, model) -> int:
     """The integer seed of the null set ``(key, map, model)`` under the master ``seed``."""
-    return _legacy_seed(seed, key, str(name), model)  # PHASE-A
-
-
-def _legacy_seed(seed, *keys):  # PHASE-A: the old derive_seed, removed in the next commit
-    words = [int(seed)]
-    for k in keys:
-        if isinstance(k, str):
-            words.extend(k.encode())
-        else:
-            words.append(int(k))
-    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0] >> 1)
+    return stattools.int_seed(seed, 5, key, str(name), model)
 
 
 def make_nulls(maps: pd.DataFrame, D, models, n_nulls: int = 10000, *, seed: int, key: str,
