@@ -181,7 +181,7 @@ def plot_mean_delta(results: dict, template_img, vmax: float | None = None):
 def plot_null_distributions(results: dict, fwe_alpha: float = 0.05):
     """Permutation distributions of the maximum statistics with the observed maxima.
 
-    One column per statistic (max |t|, max TFCE, max cluster mass), one row per
+    One column per statistic (max ``|t|``, max TFCE, max cluster mass), one row per
     contrast; the dashed line is the FWE critical value (the ``1 - fwe_alpha`` quantile),
     the solid red line the observed maximum (written as text, with an arrow, when it
     lies far beyond the null distribution).

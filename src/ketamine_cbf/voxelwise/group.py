@@ -206,7 +206,21 @@ def _nuisance_design(table, covariates) -> tuple[np.ndarray | None, list]:
 
 @dataclass
 class GroupResult:
-    """Result of :func:`group_inference` (masked vectors + mask + null + facts)."""
+    """Result of :func:`group_inference` (masked vectors + mask + null + facts).
+
+    Attributes
+    ----------
+    contrast : str
+        The contrast's name.
+    mask_img : nibabel.Nifti1Image
+        The analysis mask; every map is a vector over its voxels (C order).
+    maps : dict of str to numpy.ndarray
+        ``t``, ``logp_max_t`` ... (see :func:`group_inference`), ``mean`` and ``sd``.
+    null : pandas.DataFrame
+        One row per sign flip: the maxima of the computed statistics.
+    info : dict
+        The facts of the test (subjects, flips, thresholds, seed).
+    """
 
     contrast: str
     mask_img: nib.Nifti1Image
@@ -215,7 +229,23 @@ class GroupResult:
     info: dict = field(default_factory=dict)
 
     def img(self, key: str) -> nib.Nifti1Image:
-        """Return a result map (``t``, ``tfce``, ``logp_max_t`` ..., ``mean``) as an image."""
+        """Return a result map as an image on the mask's grid (0 outside the mask).
+
+        Parameters
+        ----------
+        key : str
+            A key of :attr:`maps` (``t``, ``tfce``, ``logp_max_t`` ..., ``mean``, ``sd``).
+
+        Returns
+        -------
+        nibabel.Nifti1Image
+            float32.
+
+        Raises
+        ------
+        UsageError
+            The map was not computed.
+        """
         if key not in self.maps:
             raise UsageError(f"contrast {self.contrast}: no {key!r} map was computed "
                              f"(available: {', '.join(self.maps)})")
@@ -329,17 +359,20 @@ def group_inference(table: pd.DataFrame, mask_img, contrast: str, n_perm: int = 
                          two_sided=two_sided, tfce=tfce, E=E, H=H, cluster_threshold=thr_t,
                          cluster_p="phipson", n_threads=n_threads,
                          progress_label=f"{contrast} sign flips")
-    info = {
-        "contrast": contrast, "n_subjects": n, "subjects": list(table["participant_id"]),
-        "n_voxels": int(mask.sum()), "n_perm": int(signs.shape[0]),
-        "exhaustive": is_exhaustive(n, n_perm, exhaustive), "random_state": rs,
-        "two_sided": bool(two_sided), "tfce": bool(tfce), "E": E, "H": H, "dh": "auto (100 steps)",
-        "connectivity": connectivity, "cluster_forming_p": cluster_forming_p,
-        "cluster_forming_t": thr_t, "covariates": used_cov, "dof": dof,
-        "min_p": 1.0 / (signs.shape[0] + 1),
-    }
+    info = {"contrast": contrast, "n_subjects": n, "subjects": list(table["participant_id"]),
+            "n_voxels": int(mask.sum()), "n_perm": int(signs.shape[0]),
+            "exhaustive": is_exhaustive(n, n_perm, exhaustive), "random_state": rs,
+            **_test_facts(two_sided, tfce, E, H, connectivity, cluster_forming_p, thr_t),
+            "covariates": used_cov, "dof": dof, "min_p": 1.0 / (signs.shape[0] + 1)}
     return GroupResult(contrast=contrast, mask_img=mask_img, maps=_maps(res, Y), null=_null_table(res),
                        info=info)
+
+
+def _test_facts(two_sided, tfce, E, H, connectivity, cluster_forming_p, thr_t) -> dict:
+    """The test's settings as recorded in ``contrast-<c>_desc-inference.json``."""
+    return {"two_sided": bool(two_sided), "tfce": bool(tfce), "E": E, "H": H,
+            "dh": "auto (100 steps)", "connectivity": connectivity,
+            "cluster_forming_p": cluster_forming_p, "cluster_forming_t": thr_t}
 
 
 @fill_doc

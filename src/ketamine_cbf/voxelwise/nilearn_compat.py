@@ -121,6 +121,14 @@ def permuted_ols_one_sample(target_vars: np.ndarray, confounding_vars=None, n_pe
 
 # --------------------------------------------------------------------------- images in, images out
 
+def _check_supported(n_perm, confounds, first_level_contrast) -> None:
+    if int(n_perm) < 1:
+        raise UsageError(f"n_perm must be at least 1 (got {n_perm})")
+    if confounds is not None or first_level_contrast is not None:
+        raise UsageError("confounds / first_level_contrast apply to first-level-model inputs, "
+                         "which are not supported: pass one image per subject and a design_matrix")
+
+
 def _effect_maps(second_level_input) -> list:
     """One 3-D image per subject from a list of images or a 4-D image."""
     from nilearn.image import iter_img, load_img
@@ -270,11 +278,7 @@ def non_parametric_inference(second_level_input, confounds=None, design_matrix=N
         ``n_perm < 1``, first-level inputs, fewer than two images, a design that is
         not a one-sample test, or an invalid contrast.
     """
-    if int(n_perm) < 1:
-        raise UsageError(f"n_perm must be at least 1 (got {n_perm})")
-    if confounds is not None or first_level_contrast is not None:
-        raise UsageError("confounds / first_level_contrast apply to first-level-model inputs, "
-                         "which are not supported: pass one image per subject and a design_matrix")
+    _check_supported(n_perm, confounds, first_level_contrast)
     effect_maps = _effect_maps(second_level_input)
     confounding_vars = _design_confounds(design_matrix, second_level_contrast, len(effect_maps))
     masker = _fitted_masker(mask, smoothing_fwhm, verbose, effect_maps)
