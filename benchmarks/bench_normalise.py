@@ -3,10 +3,11 @@
 Baseline: ``ants.registration(type_of_transform="antsRegistrationSyNQuick[a]")`` of the
 skull-stripped aslref to the 2 mm MNI152 2009a T1 template, i.e. what a user of antspyx
 would run by default for a rigid + affine registration (the antsRegistrationSyNQuick.sh
-recipe: MI, 25 % sampling, shrink 8x4x2x1). Ours: :func:`ketamine_cbf.normalisation.normalise.
-register_to_template` with the package defaults (3 mm fixed grid, rigid at 50 % then affine
-at 10 % sampling). Both run single-threaded in this process on the same scans; the accuracy
-is the mean displacement over brain voxels against the simulated ground truth.
+recipe: MI, 25 % sampling, shrink 8x4x2x1). Ours:
+:func:`ketamine_cbf.normalisation.registration.register_to_template` with the package
+defaults (3 mm fixed grid, rigid at 50 % then affine at 10 % sampling). Both run
+single-threaded in this process on the same scans; the accuracy is the mean displacement
+over brain voxels against the simulated ground truth.
 
 Optionally (``--stage``) also times the whole stage (registration, resampling, smoothing,
 QC, writing) on all scans with ``--n-jobs`` workers and no cache, and prints the machine
@@ -37,23 +38,25 @@ def _baseline(aslref, mask, seed):
     import ants
     import numpy as np
 
-    from ketamine_cbf.normalisation import normalise as N
+    from ketamine_cbf import imaging
+    from ketamine_cbf.normalisation import registration
     from ketamine_cbf.reference import templates
 
-    mov = N._skull_strip(N.load_image(aslref), N.load_image(mask))
-    fixed = N.to_ants(templates.template_t1(2))
+    mov = registration.skull_strip(imaging.load_image(aslref), imaging.load_image(mask))
+    fixed = imaging.to_ants(templates.template_t1(2))
     with tempfile.TemporaryDirectory() as tmp:
-        r = ants.registration(fixed, N.to_ants(mov), "antsRegistrationSyNQuick[a]",
+        r = ants.registration(fixed, imaging.to_ants(mov), "antsRegistrationSyNQuick[a]",
                               random_seed=seed, outprefix=str(Path(tmp) / "b_"))
         fwd = [f for f in r["fwdtransforms"] if f.endswith(".mat")][0]
-        return N.Registration(affine=np.linalg.inv(N.read_ants_affine(fwd)))
+        return registration.Registration(affine=np.linalg.inv(registration.read_ants_affine(fwd)))
 
 
 def main(argv=None) -> int:
     import numpy as np
     import pandas as pd
 
-    from ketamine_cbf.normalisation import normalise as N
+    from ketamine_cbf.io.groundtruth import read_true_transform, true_transform_path
+    from ketamine_cbf.normalisation import inputs, pipeline, qc, registration
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bids-dir", default="datasets/simulated")
@@ -66,20 +69,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     bids = Path(args.bids_dir)
     cbf_dir = Path(args.cbf_dir or bids / "derivatives" / "ketamine-cbf" / "quantification")
-    inputs = N.find_inputs(cbf_dir)
-    inputs = inputs[inputs["mode"] == "register"]
-    step = max(1, len(inputs) // args.n_scans)
-    sel = inputs.iloc[::step].head(args.n_scans)
+    found = inputs.find_inputs(cbf_dir)
+    found = found[found["mode"] == "register"]
+    step = max(1, len(found) // args.n_scans)
+    sel = found.iloc[::step].head(args.n_scans)
     rows = []
     for r in sel.itertuples():
-        truth = N.find_true_transform(bids, r.participant_id, r.session_id, r.run)
-        a_true = N.read_true_transform(truth) if truth else None
-        for name, fn in (("ours", lambda: N.register_to_template(r.aslref, r.mask, seed=args.seed)),
+        truth = true_transform_path(bids, r.participant_id, r.session_id, r.run)
+        a_true = read_true_transform(truth) if truth else None
+        for name, fn in (("ours", lambda: registration.register_to_template(
+                              r.aslref, r.mask, ants_seed=args.seed)),
                          ("baseline", lambda: _baseline(r.aslref, r.mask, args.seed))):
             t0 = time.process_time()
             reg = fn()
             cpu = time.process_time() - t0
-            err = N.registration_error(r.mask, reg, a_true) if a_true is not None else (np.nan, np.nan)
+            err = qc.registration_error(r.mask, reg, a_true) if a_true is not None else (np.nan, np.nan)
             rows.append({"scan": f"{r.participant_id}_{r.session_id}_run-{r.run}", "method": name,
                          "cpu_s": cpu, "error_mean_mm": err[0], "error_max_mm": err[1]})
         print(f"{rows[-2]['scan']}: ours {rows[-2]['cpu_s']:.2f} s / {rows[-2]['error_mean_mm']:.2f} mm, "
@@ -96,7 +100,7 @@ def main(argv=None) -> int:
         load0 = os.getloadavg()
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.time()
-            res = N.normalise_dataset(cbf_dir, Path(tmp) / "normalisation", bids_dir=bids,
+            res = pipeline.normalise_dataset(cbf_dir, Path(tmp) / "normalisation", bids_dir=bids,
                                       n_jobs=args.n_jobs, seed=args.seed, progress=True)
             wall = time.time() - t0
         cpu = np.array(res.timing["cpu_seconds_per_scan"])

@@ -3,9 +3,10 @@
 Registers each scan's aslref (stage-01 output) to nilearn's MNI152 2009a template with
 ANTs, resamples the CBF map onto the template grid, smooths it and measures the mean
 grey-matter CBF; writes ``cbf_maps.tsv`` (what the group stages read) and
-``registration_qc.tsv`` (see :mod:`ketamine_cbf.normalisation.normalise`). Already-normalised maps
-(``space-MNI152...``, e.g. ASLPrep) are resampled only. On any input error the command
-prints one line naming the file and field, exits 1 and writes nothing to OUT_DIR.
+``registration_qc.tsv`` (see :mod:`ketamine_cbf.normalisation.pipeline`). Already-normalised
+maps (``space-MNI152...``, e.g. ASLPrep) are resampled only. On any input error the command
+prints one line naming the file and field, exits 1 and writes nothing to OUT_DIR. Defaults
+are those of the stage notebook's parameters cell (``notebooks/02_normalisation.ipynb``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ketamine_cbf.cli._options import (
+    add_cache_dir,
+    add_design_columns,
+    add_participant_label,
+    add_quiet,
+    add_seed,
+    show_progress,
+)
 from ketamine_cbf.errors import UsageError
+
+#: One-line help of the subcommand.
+HELP = "register native CBF maps to MNI, resample, smooth, global CBF, QC"
 
 
 def _qc_pair(text):
@@ -28,12 +40,9 @@ def _qc_pair(text):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``normalise`` arguments to ``parser``."""
-    from ketamine_cbf.normalisation.normalise import (
-        DEFAULT_FWHM,
-        DEFAULT_QC_THRESHOLDS,
-        DEFAULT_REGISTRATION,
-        TRANSFORMS,
-    )
+    from ketamine_cbf.normalisation.maps import DEFAULT_FWHM
+    from ketamine_cbf.normalisation.qc import DEFAULT_QC_THRESHOLDS
+    from ketamine_cbf.normalisation.registration import DEFAULT_REGISTRATION, TRANSFORMS
 
     parser.add_argument("cbf_dir", metavar="CBF_DIR",
                         help="stage-01 quantification folder (native *_cbf, *_aslref, "
@@ -47,8 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="raw BIDS dataset: design (arm, time point), T1w images, and the "
                              "simulated ground-truth transforms for the error QC; without it the design "
                              "comes from CBF_DIR/qc.tsv, and there is no T1w and no error QC")
-    parser.add_argument("--participant-label", metavar="L", nargs="+", default=None,
-                        help="process only these participants (with or without 'sub-')")
+    add_participant_label(parser)
     g = parser.add_argument_group("normalisation")
     g.add_argument("--resolution", type=int, default=2, metavar="MM",
                    help="voxel size of the output MNI152NLin2009aSym grid, mm (1-8)")
@@ -63,8 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="grid of the template used as the fixed image during registration, mm")
     g.add_argument("--fwhm", type=float, default=DEFAULT_FWHM, metavar="MM",
                    help="Gaussian smoothing kernel of the desc-smooth maps, mm FWHM (0 = none)")
-    g.add_argument("--gm-threshold", type=float, default=0.5,
-                   help="grey-matter probability threshold of the global (mean GM) CBF")
+    g.add_argument("--global-gm-threshold", type=float, default=0.5,
+                   help="template grey-matter probability threshold of the global (mean GM) CBF")
     g.add_argument("--cbf-desc", default=None, metavar="DESC",
                    help="use input CBF files with this desc- entity (e.g. 'mean' for ASLPrep); "
                         "without it, files without desc")
@@ -73,25 +81,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="override a registration QC threshold; repeatable. Defaults: "
                         + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_QC_THRESHOLDS.items()))
     r = parser.add_argument_group("execution")
-    r.add_argument("--n-jobs", type=int, default=1, metavar="N",
+    r.add_argument("--n-jobs", type=int, default=0, metavar="N",
                    help="scans registered in parallel (processes, each single-threaded: results "
                         "do not depend on N); 0 = all CPUs")
-    r.add_argument("--seed", type=int, default=0, help="master seed (the ANTs sampling seed derives from it)")
-    r.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="persistent per-scan cache (keyed by input hashes and parameters): a "
-                        "rerun skips finished scans; without it, nothing is cached")
-    r.add_argument("--arm-column", default="pretreatment",
-                   help="column of sub-*_sessions.tsv naming the pre-treatment arm")
-    r.add_argument("--timepoint-column", default="timepoint",
-                   help="column of sub-*_ses-*_scans.tsv naming the time point")
-    r.add_argument("--quiet", action="store_true", help="print no progress")
+    add_seed(r, "master seed (the ANTs sampling seed derives from it)")
+    add_cache_dir(r, "persistent per-scan cache (keyed by input hashes, parameters and code): a "
+                     "rerun skips finished scans; without it, nothing is cached")
+    add_design_columns(r)
+    add_quiet(r)
 
 
 def run(args) -> int:
     """Run ``ketamine-cbf normalise``; return the exit status (0 on success)."""
     from pathlib import Path
 
-    from ketamine_cbf.normalisation.normalise import normalise_dataset
+    from ketamine_cbf.normalisation.pipeline import normalise_dataset
 
     cbf_dir = Path(args.cbf_dir)
     if not cbf_dir.is_dir():
@@ -102,7 +106,7 @@ def run(args) -> int:
         raise UsageError(f"--n-jobs must be >= 0 (got {args.n_jobs})")
     design = None
     if args.bids_dir is not None:
-        from ketamine_cbf.dataset.design import read_design
+        from ketamine_cbf.io.design import read_design
 
         design = read_design(args.bids_dir, arm_column=args.arm_column,
                              timepoint_column=args.timepoint_column,
@@ -110,11 +114,11 @@ def run(args) -> int:
     result = normalise_dataset(
         cbf_dir, args.out_dir, bids_dir=args.bids_dir, design=design,
         resolution=args.resolution, transform=args.transform, use_t1w=args.use_t1w,
-        fwhm=args.fwhm, gm_threshold=args.gm_threshold, cache_dir=args.cache_dir,
-        n_jobs=args.n_jobs or None, seed=args.seed, qc_thresholds=dict(args.qc),
+        fwhm=args.fwhm, global_gm_threshold=args.global_gm_threshold, cache_dir=args.cache_dir,
+        n_jobs=args.n_jobs, seed=args.seed, qc_thresholds=dict(args.qc),
         registration={"registration_resolution": args.registration_resolution},
         participant_label=args.participant_label, cbf_desc=args.cbf_desc,
-        progress=not args.quiet)
+        progress=show_progress(args))
     if not args.quiet:
         qc = result.qc
         n_fail = int((~qc["registration_qc_pass"]).sum())
