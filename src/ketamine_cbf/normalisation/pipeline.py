@@ -72,6 +72,7 @@ from ketamine_cbf.stattools import int_seed
 __all__ = ["NormalisationResult", "normalise_dataset", "code_version", "ants_seed"]
 
 _STAGE_NUMBER = 2
+_PROGRESS = "[02_normalisation]"  # prefix of the progress bars
 _QC_COLUMNS = ("voxel_size_mm", "dice", "gm_corr", "coverage", "scale", "rotation_deg",
                "det_sign", "error_mean_mm", "error_max_mm", "global_gm_cbf")
 _DESIGN_COLUMNS = ["participant_id", "session_id", "run", "arm", "period", "timepoint"]
@@ -223,8 +224,9 @@ def _register_t1w_images(inputs, bids_dir, params, cache: _Cache, n_jobs, show) 
             continue
         jobs.append({"t1w": str(t1), "workdir": str(cache.workdir(entry)), "params": params})
         pending.append((pid, entry, t1))
-    for (pid, entry, t1), r in zip(pending, run_jobs(process_t1w, jobs, n_jobs, "T1w -> MNI",
-                                                     unit="T1w", show=show)):
+    done_jobs = run_jobs(process_t1w, jobs, n_jobs, f"{_PROGRESS} T1w -> MNI", unit="T1w",
+                         show=show)
+    for (pid, entry, t1), r in zip(pending, done_jobs):
         for k in ("warp", "inverse_warp"):
             if r[k]:
                 r[k] = str(entry / Path(r[k]).name)
@@ -265,8 +267,8 @@ def _normalise_scans(jobs: list[dict], cache: _Cache, n_jobs, show) -> tuple[lis
     todo = [i for i, res in enumerate(results) if res is None]
     for i in todo:
         jobs[i]["workdir"] = str(cache.workdir(entries[i]))
-    computed = run_jobs(process_scan, [jobs[i] for i in todo], n_jobs, "registering scans",
-                        show=show)
+    computed = run_jobs(process_scan, [jobs[i] for i in todo], n_jobs,
+                        f"{_PROGRESS} registering scans", show=show)
     for i, res in zip(todo, computed):
         record = {k: v for k, v in res.items() if k not in ("cpu_seconds", "wall_seconds")}
         cache.store(entries[i], "result.json", record | {"cpu_seconds": res["cpu_seconds"]})
