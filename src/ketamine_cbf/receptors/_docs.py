@@ -7,7 +7,7 @@ are arguments that several stage-5 functions share (names other stages may use o
 
 from __future__ import annotations
 
-from ketamine_cbf._docs import register
+from ketamine_cbf._docs import docdict, register
 
 register({
     "receptors": """receptors : list of str
@@ -58,3 +58,7 @@ register({
     The parcellated maps and atlas returned by
     :func:`ketamine_cbf.receptors.pipeline.parcellate_inputs`.""",
 })
+
+# The null-map settings that every step drawing null maps takes, in signature order.
+register({"receptors.null_settings": "\n".join(
+    docdict[k] for k in ("null_models", "variogram_options", "seed"))})

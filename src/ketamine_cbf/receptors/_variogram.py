@@ -170,10 +170,13 @@ def _variogram_block(x, D, n, seed, deltas, kernel, pv, nh, b, resample, batch_s
                    resample=resample, b=b, seed=seed)
         out = np.asarray(gen(n, batch_size))
         return out.reshape(n, x.size)
+    from sklearn.utils import check_random_state
     from threadpoolctl import threadpool_limits
 
     model = _VariogramModel(x, _geometry(D, deltas, kernel, pv, nh, b))
-    master = np.random.RandomState(seed)
+    # brainsmash's own streams (Base.__init__ and Base._call_method): the integer seed (an
+    # int_seed of stage 5's null set) seeds a master RandomState that draws one per batch
+    master = check_random_state(seed)
     batches = [batch_size] * (n // batch_size)
     if n % batch_size:
         batches.append(n % batch_size)
@@ -181,5 +184,5 @@ def _variogram_block(x, D, n, seed, deltas, kernel, pv, nh, b, resample, batch_s
     # The products are small (N ~ 200): BLAS threads only add synchronisation cost
     # (measured 1.5-7x slower with 2 OpenBLAS threads on a shared 2-core machine).
     with threadpool_limits(1):
-        return np.vstack([model.batch(np.random.RandomState(s), size, resample)
+        return np.vstack([model.batch(check_random_state(s), size, resample)
                           for s, size in zip(seeds, batches)])

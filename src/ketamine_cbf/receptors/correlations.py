@@ -176,7 +176,8 @@ def significant_pairs(table: pd.DataFrame, method: str, among) -> list[tuple[str
     Parameters
     ----------
     table : pandas.DataFrame
-        :func:`correlation_table` output.
+        :func:`correlation_table` output; its ``significant`` column (FDR) is read for
+        every null model.
     %(receptors.method)s
     among : sequence of str
         Contrasts to consider.

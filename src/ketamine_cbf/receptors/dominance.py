@@ -211,7 +211,8 @@ def model_summary(model: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     model : pandas.DataFrame
-        The ``model`` table of :func:`dominance_tables`.
+        The ``model`` table of :func:`dominance_tables` (one row per contrast and test,
+        ``naive`` being the F-test).
 
     Returns
     -------

@@ -204,6 +204,16 @@ def summarise_false_positives(per_map: pd.DataFrame, nominal_alpha: float = 0.05
     ----------
     Clopper C. J., Pearson E. S. (1934). Biometrika 26:404-413 (``scipy.stats.binomtest``).
     doi:10.1093/biomet/26.4.404
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> per = pd.DataFrame({"method": "spearman", "test": ["naive"] * 4 + ["moran"] * 4,
+    ...                     "p": [0.01, 0.04, 0.2, 0.03, 0.5, 0.06, 0.01, 0.9]})
+    >>> print(summarise_false_positives(per)[["test", "n_maps", "n_rejected", "fpr"]].to_string(index=False))
+     test  n_maps  n_rejected  fpr
+    naive       4           3 0.75
+    moran       4           1 0.25
     """
     rows = []
     for key, g in per_map.groupby(list(by), sort=False):

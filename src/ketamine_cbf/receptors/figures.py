@@ -32,6 +32,22 @@ def plot_brain_maps(imgs: dict, title_suffix: str = "", cmap: str = "magma", nco
                     cut_coords=(-10, 0, 10, 30), vmax_percentile: float = 99.5):
     """Axial slices of several maps (e.g. the PET maps on the analysis grid), one row each.
 
+    Parameters
+    ----------
+    imgs : dict
+        name -> image (path or Nifti1Image); colour scale from 0 to the
+        ``vmax_percentile``-th percentile of each map's positive values.
+    title_suffix : str
+        Appended to each map's name in its title.
+    cmap : str
+        Matplotlib colour map.
+    ncols : int
+        Maps per row of panels.
+    cut_coords : sequence of float
+        Axial slice positions (MNI z, mm).
+    vmax_percentile : float
+        Percentile of the positive values that sets the top of the colour scale.
+
     Returns
     -------
     matplotlib.figure.Figure
@@ -61,6 +77,18 @@ def plot_correlations(table: pd.DataFrame, method: str = "spearman"):
     Markers show the observed r; horizontal bars the central 95 % of the null
     correlations of each null model; filled markers are significant after FDR under
     every null model, stars mark the naive significance.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`ketamine_cbf.receptors.correlations.correlation_table` output; one panel per
+        contrast, in table order.
+    method : {"spearman", "pearson"}
+        Correlation measure of the markers and bars.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     plt = _plt()
     t = table[table["method"] == method]
@@ -100,7 +128,24 @@ def plot_correlations(table: pd.DataFrame, method: str = "spearman"):
 
 
 def plot_null_distributions(null_r: dict, table: pd.DataFrame, contrast: str, method: str = "spearman"):
-    """Histograms of null correlations per PET map for one contrast, observed r marked."""
+    """Histograms of null correlations per PET map for one contrast, observed r marked.
+
+    Parameters
+    ----------
+    null_r : dict
+        ``(contrast, model, method) -> (n, n_pet)`` null correlations
+        (:func:`ketamine_cbf.receptors.correlations.correlation_table` with ``return_nulls``).
+    table : pandas.DataFrame
+        The correlation table (observed r from its ``naive`` rows).
+    contrast : str
+        The contrast shown.
+    method : {"spearman", "pearson"}
+        Correlation measure of the histograms.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     plt = _plt()
     t = table[(table["contrast"] == contrast) & (table["method"] == method)
               & (table["null_model"] == "naive")]
@@ -128,6 +173,25 @@ def plot_scatter(effects: pd.DataFrame, pet: pd.DataFrame, pairs, atlas_table: p
 
     Axes show ranks for Spearman (what the correlation measures), values for Pearson.
     Cortical and subcortical parcels are coloured differently.
+
+    Parameters
+    ----------
+    effects : pandas.DataFrame
+        Parcels x effect maps (the group ΔCBF maps).
+    pet : pandas.DataFrame
+        Parcels x PET maps.
+    pairs : sequence of (str, str)
+        (contrast, PET map) pairs, one panel each; none: a figure saying so.
+    atlas_table : pandas.DataFrame, optional
+        The atlas table (``name``, ``structure``), to colour cortex and subcortex.
+    table : pandas.DataFrame, optional
+        Correlation table; its r and the p of each of its tests are printed in each panel.
+    method : {"spearman", "pearson"}
+        Correlation measure (ranks are plotted for Spearman).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     plt = _plt()
     pairs = list(pairs)
@@ -175,7 +239,21 @@ def plot_scatter(effects: pd.DataFrame, pet: pd.DataFrame, pairs, atlas_table: p
 
 
 def plot_false_positive_rates(summary: pd.DataFrame, nominal_alpha: float = 0.05, x: str = "label"):
-    """False-positive rate (95 % CI) of each test, per smoothness level if ``x`` is given."""
+    """False-positive rate (95 % CI) of each test, per smoothness level if ``x`` is given.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`ketamine_cbf.receptors.false_positives.summarise_false_positives` output.
+    nominal_alpha : float
+        The nominal level, drawn as a dashed line.
+    x : str
+        Column of ``summary`` on the x axis (default the spectral exponent, ``label``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     plt = _plt()
     tests = list(dict.fromkeys(summary["test"]))
     groups = list(dict.fromkeys(summary[x])) if x in summary else ["all"]
@@ -204,6 +282,29 @@ def plot_variograms(x, null_sets: dict, D, title: str = "", n_show: int = 200, p
     Well-matched nulls overlay the map's variogram (Burt et al. 2020, Fig. 2). The null
     maps are shown as generated (not rescaled), up to the ``percentile``-th percentile
     of the parcel distances.
+
+    Parameters
+    ----------
+    x : (N,) array_like
+        The parcellated map.
+    null_sets : dict
+        model -> ``(n, N)`` null maps of ``x``.
+    D : (N, N) array_like
+        Parcel distances (mm).
+    title : str
+        Title of the plot.
+    n_show : int
+        Null maps used per model (the first ``n_show``).
+    percentile : float
+        Largest distance shown, as a percentile of the parcel distances.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    Burt J. B. et al. (2020). NeuroImage 220:117038. doi:10.1016/j.neuroimage.2020.117038
     """
     plt = _plt()
     x = np.asarray(x, dtype=float)
@@ -227,7 +328,20 @@ def plot_variograms(x, null_sets: dict, D, title: str = "", n_show: int = 200, p
 
 
 def plot_dominance(predictors: pd.DataFrame, model: pd.DataFrame, null_model: str = "variogram"):
-    """Bar plot of general dominance (share of R^2) per PET map, per contrast if present."""
+    """Bar plot of general dominance (share of R^2) per PET map, per contrast if present.
+
+    Parameters
+    ----------
+    predictors, model : pandas.DataFrame
+        :func:`ketamine_cbf.receptors.dominance.dominance_tables` output (or
+        :func:`ketamine_cbf.receptors.dominance.dominance_analysis` for one map).
+    null_model : str
+        Null model whose p colours the bars (black: p <= 0.05) and titles the panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     plt = _plt()
     d = predictors[predictors["null_model"] == null_model]
     contrasts = list(dict.fromkeys(d["contrast"])) if "contrast" in d else [None]

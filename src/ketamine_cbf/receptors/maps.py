@@ -113,7 +113,18 @@ def subject_maps_table(voxelwise_dir, contrasts) -> pd.DataFrame:
 
 
 def subject_map_counts(subjects: pd.DataFrame) -> pd.DataFrame:
-    """Number of subject maps per contrast (``contrast``, ``subject_maps``), in table order."""
+    """Number of subject maps per contrast, in table order.
+
+    Parameters
+    ----------
+    subjects : pandas.DataFrame
+        :func:`subject_maps_table` output.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``contrast``, ``subject_maps``.
+    """
     return subjects.groupby("contrast", sort=False).size().rename("subject_maps").reset_index()
 
 
@@ -139,11 +150,37 @@ def subject_parcel_maps(subjects: pd.DataFrame, atlas: Atlas, parcels) -> pd.Dat
 
 
 def parcellated_table(atlas: Atlas, pet: pd.DataFrame, group: pd.DataFrame) -> pd.DataFrame:
-    """The atlas table of the analysed parcels with their PET and ``deltacbf_<contrast>`` values."""
+    """The atlas table of the analysed parcels with their PET and group ΔCBF values.
+
+    Parameters
+    ----------
+    atlas : ketamine_cbf.receptors.parcellate.Atlas
+    pet : pandas.DataFrame
+        Parcellated PET maps of the analysed parcels.
+    group : pandas.DataFrame
+        Parcellated group ΔCBF maps of the same parcels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``name`` and the atlas columns, one column per PET map, ``deltacbf_<contrast>``
+        per group map.
+    """
     return (atlas.table.set_index("name").loc[pet.index].join(pet)
             .join(group.add_prefix("deltacbf_")).reset_index())
 
 
 def pet_correlations(pet: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlations between the PET maps across parcels (``receptor`` + one column each)."""
+    """Spearman correlations between the PET maps across parcels.
+
+    Parameters
+    ----------
+    pet : pandas.DataFrame
+        Parcels x PET maps.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``receptor`` and one column per PET map.
+    """
     return pet.corr(method="spearman").rename_axis(index="receptor", columns=None).reset_index()

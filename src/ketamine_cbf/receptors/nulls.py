@@ -224,6 +224,25 @@ def variogram_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, 
 def moran_weights(D) -> np.ndarray:
     """Inverse-distance spatial weight matrix with zero diagonal, ``w_ij = 1 / d_ij``.
 
+    Parameters
+    ----------
+    D : (N, N) array_like
+        Distances between parcels (mm).
+
+    Returns
+    -------
+    (N, N) numpy.ndarray
+
+    Raises
+    ------
+    InputError
+        Two parcels at distance 0.
+
+    Examples
+    --------
+    >>> moran_weights([[0.0, 2.0], [2.0, 0.0]]).tolist()
+    [[0.0, 0.5], [0.5, 0.0]]
+
     References
     ----------
     Wagner H. H., Dray S. (2015). Methods Ecol Evol 6:1169-1178 (weights from a
@@ -407,11 +426,27 @@ def make_nulls(maps: pd.DataFrame, D, models, n_nulls: int = 10000, *, seed: int
 
 
 def rank_rows(a) -> np.ndarray:
-    """Average ranks along the last axis (``scipy.stats.rankdata``), float."""
+    """Average ranks along the last axis (``scipy.stats.rankdata``), as floats.
+
+    Parameters
+    ----------
+    a : array_like
+
+    Returns
+    -------
+    numpy.ndarray
+        Ranks 1..n of each row; ties get their mean rank.
+
+    Examples
+    --------
+    >>> rank_rows([[3.0, 1.0, 2.0, 1.0]]).tolist()
+    [[4.0, 1.5, 3.0, 1.5]]
+    """
     return stats.rankdata(np.asarray(a, dtype=float), axis=-1).astype(float)
 
 
 def _zscore_last(a):
+    """Rows centred and scaled to unit norm (NaN for a constant row)."""
     a = np.asarray(a, dtype=float)
     a = a - a.mean(axis=-1, keepdims=True)
     norm = np.sqrt(np.square(a).sum(axis=-1, keepdims=True))
@@ -434,6 +469,20 @@ def correlate(A, B, method: str = "spearman") -> np.ndarray:
     -------
     (n, m) numpy.ndarray
         ``r[i, j] = corr(A[i], B[j])`` (NaN for a constant row).
+
+    Raises
+    ------
+    InputError
+        Rows of different lengths.
+    UsageError
+        An unknown method.
+
+    Examples
+    --------
+    >>> correlate([1.0, 2.0, 3.0, 4.0], [[1.0, 3.0, 2.0, 4.0], [4.0, 3.0, 2.0, 1.0]]).round(3).tolist()
+    [[0.8, -1.0]]
+    >>> correlate([1.0, 2.0, 3.0, 10.0], [1.0, 2.0, 3.0, 4.0], "pearson").round(3).tolist()
+    [[0.885]]
     """
     A = np.atleast_2d(np.asarray(A, dtype=float))
     B = np.atleast_2d(np.asarray(B, dtype=float))
@@ -490,6 +539,13 @@ def semivariogram(x, D, n_bins: int = 25, max_distance: float | None = None,
         Bin centres (mm).
     gamma : (n_bins,) or (n, n_bins) numpy.ndarray
         Semivariance per bin, same units as ``x`` squared.
+
+    Examples
+    --------
+    >>> h, g = semivariogram([0.0, 1.0, 3.0], [[0, 1, 2], [1, 0, 3], [2, 3, 0]], n_bins=3,
+    ...                      max_distance=3.0001)
+    >>> h.round(2).tolist(), g.tolist()
+    ([0.5, 1.5, 2.5], [0.5, 4.5, 2.0])
     """
     X = np.atleast_2d(np.asarray(x, dtype=float))
     D = np.asarray(D, dtype=float)

@@ -426,6 +426,7 @@ def distance_matrix(atlas: Atlas) -> pd.DataFrame:
     Parameters
     ----------
     atlas : Atlas
+        The atlas; centroids are the ``x``, ``y``, ``z`` columns of its table.
 
     Returns
     -------
@@ -448,6 +449,11 @@ def distance_matrix(atlas: Atlas) -> pd.DataFrame:
 
 def atlas_summary(atlas: Atlas) -> pd.DataFrame:
     """Parcels per structure and hemisphere, with the median number of voxels per parcel.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        From :func:`build_atlas`.
 
     Returns
     -------

@@ -169,7 +169,7 @@ class GroupLevel:
 
 
 @fill_doc
-def group_level(inputs: Inputs, output_dir, *, null_models, methods, variogram_options, seed: int,
+def group_level(inputs: Inputs, output_dir, *, null_models, variogram_options, seed: int, methods,
                 n_nulls: int = 10000, fdr_alpha: float = 0.05) -> GroupLevel:
     """Null maps of each group ΔCBF map, and its correlation with each PET map.
 
@@ -177,10 +177,8 @@ def group_level(inputs: Inputs, output_dir, *, null_models, methods, variogram_o
     ----------
     %(receptors.inputs)s
     %(output_dir)s
-    %(null_models)s
+    %(receptors.null_settings)s
     %(methods)s
-    %(variogram_options)s
-    %(seed)s
     %(n_nulls)s
     %(fdr_alpha)s
 
@@ -237,9 +235,7 @@ def subject_level(inputs: Inputs, output_dir, *, null_models, variogram_options,
     ----------
     %(receptors.inputs)s
     %(output_dir)s
-    %(null_models)s
-    %(variogram_options)s
-    %(seed)s
+    %(receptors.null_settings)s
     %(receptors.method)s
     %(n_subject_nulls)s
     %(fdr_alpha)s
@@ -308,8 +304,8 @@ class FalsePositives:
 
 
 @fill_doc
-def false_positive_check(inputs: Inputs, output_dir, *, null_models, variogram_options, sim_alpha,
-                         seed: int, method: str, n_sim_maps: int = 500, n_sim_nulls: int = 100,
+def false_positive_check(inputs: Inputs, output_dir, *, null_models, variogram_options, seed: int,
+                         sim_alpha, method: str, n_sim_maps: int = 500, n_sim_nulls: int = 100,
                          sim_target: str = "MOR", nominal_alpha: float = 0.05) -> FalsePositives:
     """Random smooth maps tested against a PET map: the false-positive rate of each test.
 
@@ -317,10 +313,8 @@ def false_positive_check(inputs: Inputs, output_dir, *, null_models, variogram_o
     ----------
     %(receptors.inputs)s
     %(output_dir)s
-    %(null_models)s
-    %(variogram_options)s
+    %(receptors.null_settings)s
     %(sim_alpha)s
-    %(seed)s
     %(receptors.method)s
     %(n_sim_maps)s
     %(n_sim_nulls)s

@@ -122,7 +122,7 @@ def describe_recovery(rec: pd.DataFrame) -> str:
     Parameters
     ----------
     rec : pandas.DataFrame
-        :func:`recovery_table` output (one correlation method).
+        The table of :func:`recovery_table`, for one correlation method.
 
     Returns
     -------
