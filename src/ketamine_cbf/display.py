@@ -29,6 +29,11 @@ import io
 import os
 from pathlib import Path
 
+__all__ = [
+    "MAX_EMBED_BYTES", "table_html", "show_table", "figure_html", "figure_png", "save_figure",
+    "show_figure",
+]
+
 #: Tables larger than this are not embedded for download (the TSV path is shown instead).
 MAX_EMBED_BYTES = 5_000_000
 

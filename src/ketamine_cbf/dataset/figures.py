@@ -16,6 +16,11 @@ from matplotlib.patches import FancyBboxPatch
 
 from ketamine_cbf.io.groundtruth import groundtruth_dir, true_map_paths
 
+__all__ = [
+    "ARM_COLOURS", "KETAMINE_COLOUR", "design_schematic", "effect_maps",
+    "phenotype_distributions", "planted_scatter", "scan_montage",
+]
+
 ARM_COLOURS = {"placebo": "#8c8c8c", "naltrexone": "#d95f02"}
 KETAMINE_COLOUR = "#7570b3"
 

@@ -15,6 +15,12 @@ from ketamine_cbf.errors import InputError
 from ketamine_cbf.io.groundtruth import groundtruth_dir
 from ketamine_cbf.study import PUBLISHED_CORRELATIONS
 
+__all__ = [
+    "PUBLISHED_R", "design_summary", "participants_summary", "order_counts", "phenotype_long",
+    "phenotype_summary", "planted_correlations", "receptor_correlations", "true_group_t",
+    "effect_sizes", "phenotype_truth", "receptor_correlation_matrix",
+]
+
 #: Brain measure (in words) and simulation option of each published placebo-arm correlation.
 _MEASURES = {"pgACC_delta": "pgACC relative CBF change (during - pre)",
              "sgACC_baseline": "baseline sgACC relative CBF"}

@@ -39,6 +39,12 @@ import pandas as pd
 from ketamine_cbf.errors import InputError
 from ketamine_cbf.io.layout import parse_bids_name, participant_ids
 
+__all__ = [
+    "VOLUME_TYPES", "M0_TYPES", "ASL_TYPES", "REQUIRED_FIELDS", "ASLScan", "read_json",
+    "read_tsv", "inherited_files", "read_aslcontext", "numeric_field", "load_scan",
+    "find_asl_files",
+]
+
 #: Volume types allowed in ``*_aslcontext.tsv`` (BIDS 1.9).
 VOLUME_TYPES = ("control", "label", "deltam", "m0scan", "cbf", "noRF")
 

@@ -23,6 +23,8 @@ from ketamine_cbf.errors import InputError
 from ketamine_cbf.io.bids import find_asl_files, read_tsv
 from ketamine_cbf.io.layout import parse_bids_name, participant_ids
 
+__all__ = ["DESIGN_COLUMNS", "read_design"]
+
 DESIGN_COLUMNS = ["participant_id", "session_id", "run", "arm", "period", "timepoint", "asl"]
 
 

@@ -22,6 +22,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+__all__ = [
+    "BIDS_VERSION", "derivative_description", "TEMPLATE_SPACE", "STAGE_DIRS", "ENTITY_ORDER",
+    "stage_dir", "bids_name", "parse_bids_name", "participant_ids",
+    "scan_entities",
+]
+
 #: BIDS version the datasets and derivatives written here declare.
 BIDS_VERSION = "1.9.0"
 
@@ -67,13 +73,6 @@ ENTITY_ORDER = ("sub", "ses", "task", "acq", "rec", "dir", "run", "from", "to", 
 
 _ENTITY_RE = re.compile(r"([a-zA-Z]+)-([a-zA-Z0-9]+)")
 
-#: Contrast names used by stages 03-05 (ΔCBF = during − pre infusion).
-CONTRASTS = {
-    "ket_placebo": "ketamine effect after placebo (during - pre)",
-    "ket_naltrexone": "ketamine effect after naltrexone (during - pre)",
-    "ket_pooled": "ketamine effect, mean of both arms",
-    "interaction": "naltrexone x ketamine: effect after naltrexone - effect after placebo",
-}
 
 
 def stage_dir(derivatives_dir: str | Path, stage: str) -> Path:

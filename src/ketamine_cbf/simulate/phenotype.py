@@ -34,6 +34,8 @@ from ketamine_cbf.simulate.design import (
     skewed_scale,
 )
 
+__all__ = ["RESIDUAL_CORR", "N_CANDIDATES", "PLANTED", "arm_scores", "build_phenotypes"]
+
 #: Correlation between the non-imaging parts of paired measures (not planted vs imaging).
 RESIDUAL_CORR = {"psi": 0.5, "improvement": 0.6, "baseline": 0.6, "general_factor": 0.6}
 

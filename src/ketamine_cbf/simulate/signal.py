@@ -17,6 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "LAMBDA", "T1_BLOOD", "ALPHA_PCASL", "ALPHA_BS_PULSE", "T1_TISSUE", "labelling_efficiency",
+    "cbf_to_deltam_factor", "m0_recovery", "forward_deltam", "proton_density",
+]
+
 #: Constants of the model (white paper defaults at 3 T).
 LAMBDA = 0.9            # ml/g, blood-brain partition coefficient
 T1_BLOOD = 1.65         # s, arterial blood at 3 T

@@ -33,6 +33,13 @@ from ketamine_cbf.study import ACC_CENTRES_MNI
 from ketamine_cbf.imaging import FWHM_TO_SIGMA
 from ketamine_cbf.study import RECEPTORS
 
+__all__ = [
+    "GM_THRESHOLD", "PATTERN_CLIP", "RECEPTOR_GM_THRESHOLD", "ACC_TAPER_MM", "world_coords",
+    "gaussian_blob", "FieldMaker", "Anatomy", "load_anatomy", "baseline_cbf", "roi_masks",
+    "blob_profiles", "receptor_maps", "receptor_zmaps", "parcellation", "normal_scores",
+    "paint_parcels", "zero_roi_means", "receptor_effect", "schaefer_labels", "parcel_means",
+]
+
 #: Threshold of the GM probability that defines "grey matter" for masks and global CBF.
 GM_THRESHOLD = 0.5
 #: Range the normalised Holiga pattern is clipped to (keeps GM CBF physiological).
