@@ -25,11 +25,14 @@ def test_defaults_and_derivatives_dir(tmp_path):
 def test_overrides_route_to_top_level_stage_and_global(tmp_path):
     cfg = load_config(
         write(tmp_path, "seed: 1\nbids_dir: ds\nstages:\n  03_voxelwise: {n_perm: 10}\n"),
-        overrides=[("seed", "42"), ("03_voxelwise.n_perm", "500"), ("fwhm", "6.5"), ("tfce", "false")],
+        overrides=[("seed", "42"), ("03_voxelwise.n_perm", "500"), ("fwhm", "6.5"), ("tfce", "false"),
+                   ("*.n_boot", "7")],
     )
     assert cfg.seed == 42
     assert cfg.stages["03_voxelwise"]["n_perm"] == 500
-    assert cfg.parameters == {"fwhm": 6.5, "tfce": False}
+    # bare names go to the one stage declaring them (checked by the runner), '*.' to all
+    assert cfg.cli_parameters == {"fwhm": 6.5, "tfce": False}
+    assert cfg.parameters == {"n_boot": 7}
 
 
 @pytest.mark.parametrize("text,match", [

@@ -131,7 +131,7 @@ def test_stage_selection_and_missing_upstream(project):
 
 
 def test_unknown_parameters_are_usage_errors(project):
-    with pytest.raises(UsageError, match="unknown parameter 'nope': no stage"):
+    with pytest.raises(UsageError, match="-p nope: no stage notebook declares a parameter 'nope'"):
         do_run(project, overrides=[("nope", "1")])
     with pytest.raises(UsageError, match="unknown parameter 'value' for stage 02_beta"):
         do_run(project, overrides=[("02_beta.value", "1")])

@@ -170,7 +170,11 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
         if key in ("name", "seed", "bids_dir", "derivatives_dir"):
             raw[key] = value
         elif key.startswith("*."):
+            # every stage declaring it; the command line also wins over the file's stage values
             raw["parameters"][key[2:]] = value
+            for values in raw["stages"].values():
+                if key[2:] in values:
+                    values[key[2:]] = value
         elif "." in key:
             stage, param = key.split(".", 1)
             if not stage or not param:
