@@ -13,7 +13,8 @@ import time
 import numpy as np
 from scipy.optimize import least_squares
 
-from ketamine_cbf.quantification.quantify import fit_kinetic_model, kinetic_pcasl
+from ketamine_cbf.quantification.models import kinetic_pcasl
+from ketamine_cbf.quantification.multipld import fit_kinetic_model
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 rng = np.random.default_rng(0)

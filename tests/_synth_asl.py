@@ -1,7 +1,8 @@
 """Small synthetic BIDS-ASL scans for the quantification tests (written to tmp folders).
 
 The forward signal models here are written from the papers' equations, independently of
-``ketamine_cbf.quantification.quantify``, so that the tests compare two implementations:
+``ketamine_cbf.quantification.models`` and ``ketamine_cbf.quantification.scan``, so that the
+tests compare two implementations:
 
 * Alsop et al. 2015 (MRM 73:102) eq. 1 (PCASL) and eq. 2 (PASL), solved for ΔM;
 * Buxton et al. 1998 (MRM 40:383) general kinetic model, written per case with Python

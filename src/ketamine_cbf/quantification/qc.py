@@ -1,12 +1,9 @@
-"""Quality control of native-space CBF maps: tissue maps, metrics, pass/fail, figures.
+"""Quality control of native-space CBF maps: the metrics of one scan and its pass/fail decision.
 
-Tissue probability maps in the scan's own (native) space come from the MNI152 template
-(:mod:`ketamine_cbf.reference.templates`) registered affinely to the scan's ASL reference with
-ANTs (antspyx; mutual information, so the T1 contrast of the template and the PD-like
-contrast of M0 need not match). The registration is deterministic (fixed seed, one
-ITK thread) and cached per scan in ``cache_dir`` under a hash of the reference image
-and the registration settings. Stage 2 does the full normalisation separately; here
-the tissue maps only need to be good enough to average CBF over grey and white matter.
+The tissue maps the metrics average over come from
+:mod:`ketamine_cbf.quantification.registration` (the MNI152 template registered to the
+scan's reference image); the figures of the QC are in
+:mod:`ketamine_cbf.quantification.figures`.
 
 Metrics (one row per scan)
 --------------------------
@@ -26,7 +23,7 @@ Metrics (one row per scan)
     ``1 − exp(−3.0126 ρ^2.4419)``, ``exp(−0.054 DI^0.9272)`` and
     ``exp(−2.8478 p^0.5196)``, with ρ the Pearson correlation between the CBF map
     (smoothed 5 mm FWHM) and the structural pseudo-CBF 2.5·pGM + pWM, DI the pooled
-    within-tissue variance of CBF over GM, WM and CSF divided by |mean GM CBF|, and p the
+    within-tissue variance of CBF over GM, WM and CSF divided by the absolute mean GM CBF, and p the
     fraction of negative GM voxels (coefficients of the published fit, as implemented in
     ASLPrep).
 ``mask_dice``
@@ -40,24 +37,23 @@ derived cerebral blood flow maps. J Magn Reson Imaging. doi:10.1002/jmri.29308
 Mutsaerts H.J.M.M. et al. (2017). The spatial coefficient of variation in arterial spin
 labeling cerebral blood flow images. J Cereb Blood Flow Metab 37:3184-3192.
 doi:10.1177/0271678X16683690
-Avants B.B. et al. (2011). A reproducible evaluation of ANTs similarity metric performance
-in brain image registration. NeuroImage 54:2033-2044. doi:10.1016/j.neuroimage.2010.09.025
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from ketamine_cbf.reference import templates
+from ketamine_cbf._docs import fill_doc
+from ketamine_cbf.config import DEFAULT_SEED
 from ketamine_cbf.errors import UsageError
-from ketamine_cbf.io.provenance import atomic_path, digest
+from ketamine_cbf.imaging import load_image
+from ketamine_cbf.quantification import _docs  # noqa: F401 - registers the stage's parameter texts
+from ketamine_cbf.quantification._images import smooth_fwhm
+
+__all__ = ["QC_COLUMNS", "QEI_COEF", "QCParams", "quality_evaluation_index", "qc_metrics",
+           "qc_decision", "qc_summary"]
 
 #: QC metric columns of ``qc.tsv`` (after the design columns), in order.
 QC_COLUMNS = ["gm_cbf", "wm_cbf", "gm_wm_ratio", "neg_gm_pct", "spatial_cov", "qei",
@@ -68,34 +64,37 @@ QEI_COEF = {"structural": (3.0126, 2.4419), "dispersion": (0.054, 0.9272),
             "negative": (2.8478, 0.5196)}
 
 
+@fill_doc
 @dataclass(frozen=True)
 class QCParams:
     """Thresholds of the QC pass/fail decision and settings of the tissue maps.
 
     The pass thresholds are pragmatic screening defaults for adult resting CBF at
-    3-4 mm resolution, not validated cut-offs: adjust them to your acquisition.
+    3-4 mm resolution, not validated cut-offs: adjust them to your acquisition. The
+    defaults equal the parameters cell of ``notebooks/01_quantification.ipynb`` and the
+    options of ``ketamine-cbf quantify``.
 
     Attributes
     ----------
-    tissue_threshold : float
-        Tissue probability defining GM / WM / CSF voxels (ASLPrep uses 0.7 on
-        high-resolution maps; the template maps warped to 3-4 mm voxels are blurrier).
-    gm_cbf_range : tuple of float
-        Accepted mean GM CBF (ml/100 g/min).
-    min_gm_wm_ratio : float
-        Minimum GM/WM CBF ratio.
+    %(tissue_threshold)s
+    %(gm_cbf_range)s
+    %(min_gm_wm_ratio)s
     max_neg_gm_pct : float
         Maximum percentage of negative GM voxels.
     max_spatial_cov : float
         Maximum spatial CoV.
-    min_qei : float
-        Minimum QEI.
+    %(min_qei)s
     min_mask_dice : float
         Minimum Dice of the brain mask with the registered template mask.
     registration_resolution : int
         Template resolution (mm) used for the registration.
-    seed : int
-        Random seed of the registration's metric sampling.
+    %(seed)s
+        Here: the seed of the registration's metric sampling (ANTs).
+
+    Raises
+    ------
+    UsageError
+        ``tissue_threshold`` outside (0, 1) or an empty ``gm_cbf_range``.
     """
 
     tissue_threshold: float = 0.5
@@ -106,7 +105,7 @@ class QCParams:
     min_qei: float = 0.25
     min_mask_dice: float = 0.7
     registration_resolution: int = 4
-    seed: int = 0
+    seed: int = DEFAULT_SEED
 
     def __post_init__(self):
         if not 0 < self.tissue_threshold < 1:
@@ -120,130 +119,7 @@ class QCParams:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
-# ---------------------------------------------------------------------------- ANTs glue
-
-def _ants():
-    """Import antspyx single-threaded (deterministic registration)."""
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
-    import ants
-
-    return ants
-
-
-def _load(img) -> nib.Nifti1Image:
-    if isinstance(img, (str, os.PathLike)):
-        return nib.load(str(img))
-    return img
-
-
-def to_ants(img):
-    """Convert a nibabel image (or path) to an ANTsImage with the same world geometry.
-
-    NIfTI stores a RAS voxel-to-world affine; ITK uses LPS physical coordinates, so the
-    first two rows of the direction and origin change sign. Shears are not supported.
-    """
-    ants = _ants()
-    img = _load(img)
-    A = img.affine
-    zooms = np.sqrt((A[:3, :3] ** 2).sum(axis=0))
-    flip = np.diag([-1.0, -1.0, 1.0])
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    return ants.from_numpy(data, origin=tuple(flip @ A[:3, 3]), spacing=tuple(zooms),
-                           direction=flip @ (A[:3, :3] / zooms))
-
-
-def register_template(aslref, cache_dir=None, params: QCParams | None = None) -> Path:
-    """Affinely register the MNI152 template to an ASL reference image (ANTs, MI metric).
-
-    Parameters
-    ----------
-    aslref : str, Path or nibabel.Nifti1Image
-        The scan's reference image (M0 or mean control).
-    cache_dir : str or Path, optional
-        Folder where the transform is cached under a hash of the image data, affine and
-        registration settings; a later call with the same inputs reads it back.
-    params : QCParams, optional
-
-    Returns
-    -------
-    Path
-        ITK affine transform (``.mat``) mapping template to reference, for
-        ``ants.apply_transforms(fixed=aslref, moving=template, transformlist=[path])``.
-    """
-    params = params or QCParams()
-    img = _load(aslref)
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    key = digest({"data": __import__("hashlib").sha256(data.tobytes()).hexdigest(),
-                  "shape": list(data.shape), "affine": np.round(img.affine, 6).tolist(),
-                  "res": params.registration_resolution, "seed": params.seed, "version": 2})
-    cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "ketamine_cbf_qc_cache"
-    target = cache / f"template-to-aslref_{key[:24]}.mat"
-    if target.is_file():
-        return target
-    ants = _ants()
-    fixed = to_ants(img)
-    moving = to_ants(templates.template_t1(params.registration_resolution))
-    with tempfile.TemporaryDirectory() as tmp:
-        reg = ants.registration(fixed, moving, type_of_transform="Affine",
-                                aff_iterations=(100, 50, 20), aff_shrink_factors=(4, 2, 1),
-                                aff_smoothing_sigmas=(2, 1, 0),
-                                # ANTsPy drops a falsy seed (0) and then samples the metric
-                                # randomly: shift to 1..2**31-1 so every seed is honoured
-                                random_seed=1 + int(params.seed) % (2 ** 31 - 2),
-                                outprefix=str(Path(tmp) / "reg_"), verbose=False)
-        with atomic_path(target) as t:
-            shutil.copyfile(reg["fwdtransforms"][0], t)
-    return target
-
-
-def native_tissue_maps(aslref, transform, resolution: int = 2) -> dict:
-    """Warp template GM / WM / CSF probabilities and brain mask to the reference grid.
-
-    Parameters
-    ----------
-    aslref : str, Path or nibabel.Nifti1Image
-        Target grid.
-    transform : str or Path
-        From :func:`register_template`.
-    resolution : int
-        Resolution (mm) of the template maps that are warped (linear interpolation).
-
-    Returns
-    -------
-    dict
-        ``gm``, ``wm``, ``csf``, ``brain``: float arrays on the reference grid (0-1), as
-        partial-volume fractions (template smoothed to the native voxel size first).
-    """
-    ants = _ants()
-    ref = _load(aslref)
-    fixed = to_ants(ref)
-    # partial volume: a native voxel averages the template over its box; approximate the
-    # box by a Gaussian of FWHM = voxel size (per axis, minus the template's own voxel)
-    # applied before point sampling, so pGM is a partial-volume fraction, not an alias.
-    vox = np.sqrt((ref.affine[:3, :3] ** 2).sum(axis=0))
-    fwhm = float(np.sqrt(max(float(np.mean(vox)) ** 2 - resolution ** 2, 0.0)))
-    out = {}
-    for name, fn in (("gm", templates.template_gm), ("wm", templates.template_wm),
-                     ("csf", templates.template_csf), ("brain", templates.template_brain_mask)):
-        tpl = fn(resolution)
-        if fwhm > 0:
-            tpl = nib.Nifti1Image(smooth_fwhm(tpl.get_fdata(), tpl.affine, fwhm).astype(np.float32),
-                                  tpl.affine)
-        warped = ants.apply_transforms(fixed=fixed, moving=to_ants(tpl),
-                                       transformlist=[str(transform)], interpolator="linear")
-        out[name] = np.clip(warped.numpy().astype(np.float64), 0, 1)
-    return out
-
-
 # ---------------------------------------------------------------------------- metrics
-
-def smooth_fwhm(data, affine, fwhm=5.0) -> np.ndarray:
-    """Gaussian smoothing (mm FWHM, scalar or one per axis) with nilearn."""
-    from nilearn.image import smooth_img
-
-    fwhm = list(np.atleast_1d(fwhm).astype(float)) if np.ndim(fwhm) else float(fwhm)
-    return smooth_img(nib.Nifti1Image(np.asarray(data, np.float64), affine), fwhm).get_fdata()
-
 
 def quality_evaluation_index(cbf, gm, wm, csf, affine, threshold: float = 0.5,
                              brain=None, fwhm: float = 5.0) -> float:
@@ -252,7 +128,7 @@ def quality_evaluation_index(cbf, gm, wm, csf, affine, threshold: float = 0.5,
     QEI = (f_ρ · f_DI · f_neg)^(1/3) with f_ρ = 1 − exp(−3.0126 ρ^2.4419),
     f_DI = exp(−0.054 DI^0.9272), f_neg = exp(−2.8478 p^0.5196); ρ = max(0, Pearson r)
     between CBF (smoothed ``fwhm`` mm) and 2.5·pGM + pWM over the brain; DI = pooled
-    variance of CBF within GM, WM, CSF (probability > ``threshold``) / |mean GM CBF|;
+    variance of CBF within GM, WM, CSF (probability > ``threshold``) divided by the absolute mean GM CBF;
     p = fraction of GM voxels with CBF < 0.
 
     Parameters
@@ -262,9 +138,11 @@ def quality_evaluation_index(cbf, gm, wm, csf, affine, threshold: float = 0.5,
     affine : ndarray
         Voxel-to-world matrix (for the smoothing kernel in mm).
     threshold : float
+        Tissue probability above which a voxel belongs to GM, WM or CSF.
     brain : ndarray of bool, optional
         Voxels used for ρ (default: CBF ≠ 0).
     fwhm : float
+        Smoothing of the CBF map before every term (mm FWHM; 0: none).
 
     Returns
     -------
@@ -306,16 +184,24 @@ def qc_metrics(cbf, mask, tissue: dict, params: QCParams | None = None) -> dict:
     cbf, mask : str, Path or nibabel.Nifti1Image
         CBF map (ml/100 g/min) and brain mask on the same grid.
     tissue : dict
-        ``gm``, ``wm``, ``csf``, ``brain`` arrays from :func:`native_tissue_maps`.
+        ``gm``, ``wm``, ``csf``, ``brain`` arrays from
+        :func:`ketamine_cbf.quantification.registration.native_tissue_maps`.
     params : QCParams, optional
+        Thresholds (default ``QCParams()``).
 
     Returns
     -------
     dict
         The columns :data:`QC_COLUMNS`.
+
+    Raises
+    ------
+    InputError
+        A map that cannot be read or is not 3D.
     """
     params = params or QCParams()
-    cbf_img, mask_img = _load(cbf), _load(mask)
+    cbf_img = load_image(cbf, "CBF map", dtype=None, nonfinite_to_zero=False)
+    mask_img = load_image(mask, "brain mask", dtype=None, nonfinite_to_zero=False)
     c = np.asarray(cbf_img.dataobj, dtype=np.float64)
     m = np.asarray(mask_img.dataobj) > 0
     thr = params.tissue_threshold
@@ -344,6 +230,26 @@ def qc_decision(metrics: dict, params: QCParams | None = None) -> dict:
     """Return ``qc_pass`` (bool) and ``qc_reasons`` (failed checks joined by '; ', or 'n/a').
 
     A NaN metric fails its check.
+
+    Parameters
+    ----------
+    metrics : dict
+        ``gm_cbf``, ``gm_wm_ratio``, ``neg_gm_pct``, ``spatial_cov``, ``qei``,
+        ``mask_dice`` (a missing one fails).
+    params : QCParams, optional
+        Thresholds (default ``QCParams()``).
+
+    Returns
+    -------
+    dict
+        ``qc_pass`` and ``qc_reasons``.
+
+    Examples
+    --------
+    >>> from ketamine_cbf.quantification.qc import qc_decision
+    >>> qc_decision({"gm_cbf": 150.0, "gm_wm_ratio": 2.0, "neg_gm_pct": 0.0,
+    ...              "spatial_cov": 0.3, "qei": 0.7, "mask_dice": 0.9})
+    {'qc_pass': False, 'qc_reasons': 'gm_cbf outside 20-120'}
     """
     params = params or QCParams()
     lo, hi = params.gm_cbf_range
@@ -363,88 +269,26 @@ def qc_decision(metrics: dict, params: QCParams | None = None) -> dict:
     return {"qc_pass": not reasons, "qc_reasons": "; ".join(reasons) if reasons else "n/a"}
 
 
-# ---------------------------------------------------------------------------- figures
-
-def _axial_slices(shape, n):
-    z = shape[2]
-    return np.linspace(0.2 * (z - 1), 0.85 * (z - 1), n).round().astype(int)
-
-
-def plot_scan(cbf, aslref=None, gm=None, title: str = "", vmax: float = 100.0, n_slices: int = 6,
-              att=None):
-    """Figure of one scan: reference image with the GM outline, CBF and (multi-PLD) ATT.
+def qc_summary(table, by=("arm", "timepoint")):
+    """Scans per group with the mean and SD of GM CBF, the mean QEI and the number passing QC.
 
     Parameters
     ----------
-    cbf, aslref, att : str, Path or nibabel.Nifti1Image
-    gm : ndarray, optional
-        Native GM probability (drawn as the 0.5 contour on the reference).
-    title : str
-    vmax : float
-        Upper end of the CBF colour scale (ml/100 g/min).
-    n_slices : int
+    table : pandas.DataFrame
+        The QC table (``qc_pass`` as bool or as the ``true``/``false`` of ``qc.tsv``).
+    by : sequence of str
+        Grouping columns.
 
     Returns
     -------
-    matplotlib.figure.Figure
+    pandas.DataFrame
+        ``by`` columns, ``scans``, ``gm_cbf_mean``, ``gm_cbf_sd``, ``qei_mean``, ``passed``.
     """
-    import matplotlib.pyplot as plt
+    def n_passed(s):
+        return int(s.astype(str).str.lower().eq("true").sum())
 
-    c = np.asarray(_load(cbf).dataobj, float)
-    rows = [("CBF (ml/100 g/min)", c, "viridis", 0, vmax)]
-    if aslref is not None:
-        r = np.asarray(_load(aslref).dataobj, float)
-        rows.insert(0, ("reference (M0 / control)", r, "gray", 0, np.percentile(r[r > 0], 99) if (r > 0).any() else 1))
-    if att is not None:
-        rows.append(("ATT (s)", np.asarray(_load(att).dataobj, float), "magma", 0, 2.5))
-    zs = _axial_slices(c.shape, n_slices)
-    fig, axes = plt.subplots(len(rows), n_slices, figsize=(1.6 * n_slices, 1.7 * len(rows) + 0.4),
-                             squeeze=False)
-    for i, (label, data, cmap, lo, hi) in enumerate(rows):
-        for j, z in enumerate(zs):
-            ax = axes[i, j]
-            im = ax.imshow(np.rot90(data[:, :, z]), cmap=cmap, vmin=lo, vmax=hi)
-            if gm is not None and label.startswith("reference"):
-                ax.contour(np.rot90(gm[:, :, z]), [0.5], colors="red", linewidths=0.6)
-            ax.set_axis_off()
-        fig.colorbar(im, ax=axes[i, :].tolist(), fraction=0.02, pad=0.01, label=label)
-    fig.suptitle(title, fontsize=9)
-    return fig
-
-
-def plot_montage(cbf_paths, labels, passed=None, vmax: float = 100.0, ncols: int = 8):
-    """Montage of the middle axial slice of every CBF map (red title = failed QC).
-
-    Parameters
-    ----------
-    cbf_paths : list of str or Path
-    labels : list of str
-        One label per map (e.g. ``sub-01 ses-1 run-2``).
-    passed : list of bool, optional
-    vmax : float
-        Upper end of the colour scale (ml/100 g/min).
-    ncols : int
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    n = len(cbf_paths)
-    nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.5 * ncols, 1.65 * nrows + 0.3), squeeze=False)
-    im = None
-    for k, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if k >= n:
-            continue
-        c = np.asarray(nib.load(str(cbf_paths[k])).dataobj, float)
-        z = int(round(0.55 * (c.shape[2] - 1)))
-        im = ax.imshow(np.rot90(c[:, :, z]), cmap="viridis", vmin=0, vmax=vmax)
-        ok = True if passed is None else bool(passed[k])
-        ax.set_title(labels[k], fontsize=6, color="black" if ok else "red")
-    if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.015, pad=0.01,
-                     label="CBF (ml/100 g/min)")
-    return fig
+    return (table.groupby(list(by))
+            .agg(scans=("gm_cbf", "size"), gm_cbf_mean=("gm_cbf", "mean"),
+                 gm_cbf_sd=("gm_cbf", "std"), qei_mean=("qei", "mean"),
+                 passed=("qc_pass", n_passed))
+            .reset_index())
