@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ketamine_cbf._docs import fill_doc
 from ketamine_cbf.errors import InputError, UsageError
+from ketamine_cbf.quantification import _docs  # noqa: F401 - registers the stage's parameter texts
 from ketamine_cbf.quantification.models import (
     DEFAULT_LABELING_EFFICIENCY,
     PARTITION_COEFFICIENT,
@@ -29,34 +31,27 @@ from ketamine_cbf.quantification.models import (
 __all__ = ["QuantParams", "t1_blood_for_field", "labeling_efficiency", "m0_repetition_time"]
 
 
+@fill_doc
 @dataclass(frozen=True)
 class QuantParams:
     """Constants and options of the quantification (defaults cited in :mod:`~ketamine_cbf.quantification.models`).
 
     Attributes
     ----------
-    partition_coefficient : float
-        λ, brain-blood partition coefficient of water (ml/g).
+    %(partition_coefficient)s
     t1_blood : float or None
         T1 of arterial blood (s); None: from ``MagneticFieldStrength``.
-    t1_tissue : float
-        T1 of grey matter used for the M0 recovery correction (s).
-    labeling_efficiency : float or None
-        α before background suppression; None: sidecar ``LabelingEfficiency``, else the
-        labelling type's default.
+    %(t1_tissue)s
+    %(labeling_efficiency)s
     bs_pulse_efficiency : float
         Efficiency factor per background-suppression inversion pulse.
-    m0_scale : float
-        Multiplies M0 (e.g. a vendor scaling between M0 and ASL volumes).
+    %(m0_scale)s
     m0_tr : float or None
         Override of the M0 repetition time (s); None: ``RepetitionTimePreparation``.
-    m0_fwhm : float
-        Gaussian smoothing of the M0 image (mm FWHM) before division; 0 = none.
+    %(m0_fwhm)s
     att_bounds : tuple of float
         Search interval of the arterial transit time in the multi-delay fit (s).
-    plausible_cbf : tuple of float
-        Median brain CBF outside this range (ml/100 g/min) stops the scan with an error
-        (a wrong M0 scale or efficiency is far likelier than such physiology).
+    %(plausible_cbf)s
     check_plausible : bool
         Apply the ``plausible_cbf`` check.
 

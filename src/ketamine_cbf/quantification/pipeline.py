@@ -44,12 +44,34 @@ __all__ = ["run_quantification", "output_entities", "output_folder", "scan_outpu
 
 
 def output_entities(scan: ASLScan) -> dict:
-    """Return the BIDS entities of a scan's outputs (those of the input name, canonical order)."""
+    """Return the BIDS entities of a scan's outputs (those of the input name, canonical order).
+
+    Parameters
+    ----------
+    scan : ASLScan
+        From :func:`ketamine_cbf.io.bids.load_scan`.
+
+    Returns
+    -------
+    dict
+        Entity -> value, e.g. ``{"sub": "01", "ses": "1", "run": "2"}``.
+    """
     return {k: v for k, v in scan.entities.items() if k in ENTITY_ORDER}
 
 
 def output_folder(scan: ASLScan) -> Path:
-    """Return ``sub-XX/[ses-N/]perf`` for a scan (relative to the output folder)."""
+    """Return ``sub-XX/[ses-N/]perf`` for a scan (relative to the output folder).
+
+    Parameters
+    ----------
+    scan : ASLScan
+        As in :func:`output_entities`.
+
+    Returns
+    -------
+    Path
+        The folder of the scan's outputs, like the raw data's ``perf`` folder.
+    """
     ent = scan.entities
     parts = [f"sub-{ent['sub']}"] + ([f"ses-{ent['ses']}"] if "ses" in ent else []) + ["perf"]
     return Path(*parts)
