@@ -16,7 +16,7 @@ missing required field or a physically impossible value raises
 :class:`~ketamine_cbf.errors.InputError` with a one-line message naming the file and
 the field. Values that are wrong in a known, recoverable way (e.g.
 ``RepetitionTimePreparation: 0``, a Siemens export quirk) are *not* rejected here:
-:mod:`ketamine_cbf.quantification.quantify` replaces them by a documented fallback and records a
+:mod:`ketamine_cbf.quantification.scan` replaces them by a documented fallback and records a
 warning in the output sidecar.
 
 References
