@@ -19,11 +19,11 @@ use of the terms (Drevets et al. 2008):
 
 The atlas masks (1 mm) are resampled to the analysis grid (a voxel is in the ROI if at
 least half of it is) and intersected with the template grey-matter probability
->= ``gm_threshold`` so that ROI means are grey-matter CBF. Harvard-Oxford is defined
+>= ``roi_gm_threshold`` so that ROI means are grey-matter CBF. Harvard-Oxford is defined
 on FSL's MNI152 (6th generation); the analysis template is MNI152 2009a; the two
 differ by about 1-2 mm in medial frontal cortex, well below the ASL resolution.
 
-Alternatives: spheres at :data:`ACC_CENTRES_MNI` (``method="spheres"``), the user's
+Alternatives: spheres at :data:`~ketamine_cbf.study.ACC_CENTRES_MNI` (``method="spheres"``), the user's
 own mask files, or labels of any shipped or user atlas (see :func:`define_rois`).
 
 References
@@ -48,8 +48,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ketamine_cbf._docs import fill_doc
 from ketamine_cbf.errors import InputError
 from ketamine_cbf.study import ACC_CENTRES_MNI, ACC_ROIS
+
+__all__ = ["ROI_NAMES", "ACC_CENTRES_MNI", "HO_SUBCALLOSAL", "HO_ACC", "resample_mask",
+           "resample_continuous", "harvard_oxford_acc", "sphere_rois", "atlas_label_rois",
+           "mask_file_rois", "define_rois", "roi_label_image", "contains_point", "plot_rois"]
 
 #: The three ACC subregions, in the order used throughout (:data:`ketamine_cbf.study.ACC_ROIS`).
 ROI_NAMES = ACC_ROIS
@@ -125,7 +130,7 @@ def resample_mask(mask_img, target_img, fraction: float = 0.5) -> nib.Nifti1Imag
     if data.shape == target_img.shape[:3] and np.allclose(mask_img.affine, target_img.affine, atol=1e-4):
         out = data
     else:
-        out = _resample_continuous(src, target_img).get_fdata()
+        out = resample_continuous(src, target_img).get_fdata()
     return nib.Nifti1Image((np.nan_to_num(out) >= fraction).astype(np.uint8), target_img.affine)
 
 
@@ -180,7 +185,7 @@ def sphere_rois(target_img, centres: dict | None = None, radius_mm: float = 10.0
     target_img : niimg-like
         Image whose grid the masks are built on.
     centres : dict of str to (x, y, z), optional
-        Centres in MNI mm; default :data:`ACC_CENTRES_MNI`.
+        Centres in MNI mm; default :data:`~ketamine_cbf.study.ACC_CENTRES_MNI`.
     radius_mm : float
         Sphere radius (mm).
 
@@ -204,6 +209,33 @@ def sphere_rois(target_img, centres: dict | None = None, radius_mm: float = 10.0
     return out
 
 
+def _atlas_label_mask(name: str, s) -> nib.Nifti1Image:
+    """The mask (atlas grid) of one ``atlas_labels`` entry; raises if it selects nothing."""
+    from ketamine_cbf.reference import atlases
+
+    if not isinstance(s, dict) or "atlas" not in s or "labels" not in s:
+        raise InputError(f"atlas_labels[{name!r}] must be a mapping with keys 'atlas' and 'labels'")
+    img, labels, prob = atlases.load_label_atlas(s["atlas"], s.get("labels_file"))
+    wanted = s["labels"]
+    if labels is not None:
+        idx = atlases.resolve_labels(labels, wanted, str(s["atlas"]))
+    else:
+        wanted = [wanted] if isinstance(wanted, (int, str)) else list(wanted)
+        try:
+            idx = [int(w) for w in wanted]
+        except (TypeError, ValueError):
+            raise InputError(f"{s['atlas']}: label names need a 'labels_file' (index,name); "
+                             f"give integer labels otherwise") from None
+    if prob:
+        m = atlases.probabilistic_maxprob(img, idx, float(s.get("threshold", 25.0)))
+    else:
+        data = np.asarray(img.dataobj).squeeze()
+        m = nib.Nifti1Image(np.isin(np.rint(data).astype(np.int64), idx).astype(np.uint8), img.affine)
+    if not np.any(m.dataobj):
+        raise InputError(f"{s['atlas']}: labels {wanted} of ROI {name!r} select no voxels")
+    return m
+
+
 def atlas_label_rois(target_img, spec: dict) -> dict[str, nib.Nifti1Image]:
     """ROIs made of labels of a shipped or user atlas.
 
@@ -223,34 +255,14 @@ def atlas_label_rois(target_img, spec: dict) -> dict[str, nib.Nifti1Image]:
     -------
     dict of str to nibabel.Nifti1Image
         uint8 masks on the target grid.
-    """
-    from ketamine_cbf.reference import atlases
 
+    Raises
+    ------
+    InputError
+        A malformed entry, an unknown atlas or label, or labels that select no voxel.
+    """
     target_img = _as_img(target_img, "reference image")
-    out = {}
-    for name, s in spec.items():
-        if not isinstance(s, dict) or "atlas" not in s or "labels" not in s:
-            raise InputError(f"atlas_labels[{name!r}] must be a mapping with keys 'atlas' and 'labels'")
-        img, labels, prob = atlases.load_label_atlas(s["atlas"], s.get("labels_file"))
-        wanted = s["labels"]
-        if labels is not None:
-            idx = atlases.resolve_labels(labels, wanted, str(s["atlas"]))
-        else:
-            wanted = [wanted] if isinstance(wanted, (int, str)) else list(wanted)
-            try:
-                idx = [int(w) for w in wanted]
-            except (TypeError, ValueError):
-                raise InputError(f"{s['atlas']}: label names need a 'labels_file' (index,name); "
-                                 f"give integer labels otherwise") from None
-        if prob:
-            m = atlases.probabilistic_maxprob(img, idx, float(s.get("threshold", 25.0)))
-        else:
-            data = np.asarray(img.dataobj).squeeze()
-            m = nib.Nifti1Image(np.isin(np.rint(data).astype(np.int64), idx).astype(np.uint8), img.affine)
-        if not np.any(m.dataobj):
-            raise InputError(f"{s['atlas']}: labels {wanted} of ROI {name!r} select no voxels")
-        out[name] = resample_mask(m, target_img)
-    return out
+    return {name: resample_mask(_atlas_label_mask(name, s), target_img) for name, s in spec.items()}
 
 
 def mask_file_rois(target_img, paths: dict) -> dict[str, nib.Nifti1Image]:
@@ -259,18 +271,92 @@ def mask_file_rois(target_img, paths: dict) -> dict[str, nib.Nifti1Image]:
     Parameters
     ----------
     target_img : niimg-like
-        Image whose grid the masks are returned on.
+        The analysis grid the user masks are resampled to.
     paths : dict of str to path
         ``{roi name: NIfTI path}``; non-zero voxels are in the ROI. The masks must be
         in the same template space as the data (MNI).
+
+    Returns
+    -------
+    dict of str to nibabel.Nifti1Image
+        uint8 masks (covered fraction >= 0.5 of each target voxel).
+
+    Raises
+    ------
+    InputError
+        A mask file is missing or not NIfTI (the message names it).
     """
     target_img = _as_img(target_img, "reference image")
     return {name: resample_mask(_as_img(p, f"mask file of ROI {name!r}"), target_img)
             for name, p in paths.items()}
 
 
+def _definition_rois(target_img, method, centres, radius_mm, ho_threshold, genu_y_mm, dacc_y_min_mm):
+    """The three ACC masks of ``method`` with their source and definition texts."""
+    if method == "harvard_oxford":
+        masks = harvard_oxford_acc(target_img, ho_threshold, genu_y_mm, dacc_y_min_mm)
+        how = {
+            "sgACC": f"HO Subcallosal Cortex (maxprob thr{ho_threshold:g}), bilateral",
+            "pgACC": f"HO Cingulate Gyrus anterior division, y > {genu_y_mm:g} mm (rostral to genu)",
+            "dACC": f"HO Cingulate Gyrus anterior division, {dacc_y_min_mm:g} <= y <= {genu_y_mm:g} mm",
+        }
+        return masks, {n: "Harvard-Oxford" for n in masks}, how
+    if method == "spheres":
+        masks = sphere_rois(target_img, centres, radius_mm)
+        cs = ACC_CENTRES_MNI if centres is None else centres
+        how = {n: f"sphere r = {radius_mm:g} mm at ({', '.join(f'{v:g}' for v in cs[n])})" for n in masks}
+        return masks, {n: "sphere" for n in masks}, how
+    raise InputError(f"roi_definition must be 'harvard_oxford' or 'spheres' (got {method!r})")
+
+
+def _add_user_rois(target_img, masks, src, how, roi_masks, atlas_labels) -> None:
+    """Replace or add the user's atlas-label and mask-file ROIs (in place)."""
+    if atlas_labels:
+        for name, m in atlas_label_rois(target_img, atlas_labels).items():
+            masks[name], src[name] = m, "atlas labels"
+            how[name] = f"{atlas_labels[name]['atlas']}: {atlas_labels[name]['labels']}"
+    if roi_masks:
+        for name, m in mask_file_rois(target_img, roi_masks).items():
+            masks[name], src[name], how[name] = m, "user mask", str(roi_masks[name])
+
+
+def _gm_voxels(target_img, gm_img, roi_gm_threshold) -> np.ndarray | None:
+    """Boolean grey-matter mask (probability >= threshold) on the target grid, or None."""
+    if gm_img is None or roi_gm_threshold is None:
+        return None
+    gm_img = _as_img(gm_img, "grey-matter probability map")
+    if gm_img.shape[:3] != target_img.shape[:3]:
+        gm_img = resample_continuous(gm_img, target_img)
+    return np.nan_to_num(np.asarray(gm_img.dataobj, dtype=np.float32).squeeze()) >= roi_gm_threshold
+
+
+def _restrict_and_describe(target_img, masks, src, how, gm, roi_gm_threshold, min_voxels):
+    """Restrict every mask to brain (and GM) voxels; one descriptive row per ROI."""
+    brain = np.asarray(target_img.dataobj).squeeze() > 0
+    vox_ml = abs(np.linalg.det(target_img.affine[:3, :3])) / 1000.0
+    xyz = _world_coords(target_img)
+    rows = []
+    for name in list(masks):
+        m = (np.asarray(masks[name].dataobj) > 0) & brain
+        if gm is not None:
+            m &= gm
+        n = int(m.sum())
+        if n < min_voxels:
+            raise InputError(f"ROI {name!r} ({how[name]}) has {n} voxel(s) inside the brain"
+                             f"{' and grey-matter' if gm is not None else ''} mask (< {min_voxels}); "
+                             "check the mask's space and labels")
+        masks[name] = nib.Nifti1Image(m.astype(np.uint8), target_img.affine)
+        c = xyz[m].mean(0)
+        rows.append({"roi": name, "source": src[name], "definition": how[name]
+                     + (f"; GM prob >= {roi_gm_threshold:g}" if gm is not None else ""),
+                     "n_voxels": n, "volume_ml": n * vox_ml,
+                     "centroid_x": c[0], "centroid_y": c[1], "centroid_z": c[2]})
+    return pd.DataFrame(rows)
+
+
+@fill_doc
 def define_rois(target_img, method: str = "harvard_oxford", gm_img=None,
-                gm_threshold: float | None = 0.3, roi_masks: dict | None = None,
+                roi_gm_threshold: float | None = 0.3, roi_masks: dict | None = None,
                 atlas_labels: dict | None = None, centres: dict | None = None,
                 radius_mm: float = 10.0, ho_threshold: float = 25.0,
                 genu_y_mm: float = 30.0, dacc_y_min_mm: float = 0.0,
@@ -286,8 +372,7 @@ def define_rois(target_img, method: str = "harvard_oxford", gm_img=None,
         Definition of the three ACC subregions (see the module docstring).
     gm_img : niimg-like, optional
         Grey-matter probability map on the analysis grid.
-    gm_threshold : float or None
-        Keep ROI voxels with GM probability >= this; ``None`` keeps all.
+    %(roi_gm_threshold)s
     roi_masks : dict of str to path, optional
         User masks: replace (same name) or add ROIs.
     atlas_labels : dict, optional
@@ -307,61 +392,39 @@ def define_rois(target_img, method: str = "harvard_oxford", gm_img=None,
     table : pandas.DataFrame
         One row per ROI: ``roi``, ``source``, ``definition``, ``n_voxels``,
         ``volume_ml``, ``centroid_x``, ``centroid_y``, ``centroid_z`` (mm).
+
+    Raises
+    ------
+    InputError
+        An unknown method, a bad user mask or atlas entry, or a ROI with fewer than
+        ``min_voxels`` voxels.
     """
     target_img = _as_img(target_img, "reference image")
-    brain = np.asarray(target_img.dataobj).squeeze() > 0
-    if method == "harvard_oxford":
-        masks = harvard_oxford_acc(target_img, ho_threshold, genu_y_mm, dacc_y_min_mm)
-        src = {n: "Harvard-Oxford" for n in masks}
-        how = {
-            "sgACC": f"HO Subcallosal Cortex (maxprob thr{ho_threshold:g}), bilateral",
-            "pgACC": f"HO Cingulate Gyrus anterior division, y > {genu_y_mm:g} mm (rostral to genu)",
-            "dACC": f"HO Cingulate Gyrus anterior division, {dacc_y_min_mm:g} <= y <= {genu_y_mm:g} mm",
-        }
-    elif method == "spheres":
-        masks = sphere_rois(target_img, centres, radius_mm)
-        cs = ACC_CENTRES_MNI if centres is None else centres
-        src = {n: "sphere" for n in masks}
-        how = {n: f"sphere r = {radius_mm:g} mm at ({', '.join(f'{v:g}' for v in cs[n])})" for n in masks}
-    else:
-        raise InputError(f"roi_definition must be 'harvard_oxford' or 'spheres' (got {method!r})")
-    if atlas_labels:
-        for name, m in atlas_label_rois(target_img, atlas_labels).items():
-            masks[name], src[name] = m, "atlas labels"
-            how[name] = f"{atlas_labels[name]['atlas']}: {atlas_labels[name]['labels']}"
-    if roi_masks:
-        for name, m in mask_file_rois(target_img, roi_masks).items():
-            masks[name], src[name], how[name] = m, "user mask", str(roi_masks[name])
-    gm = None
-    if gm_img is not None and gm_threshold is not None:
-        gm_img = _as_img(gm_img, "grey-matter probability map")
-        if gm_img.shape[:3] != target_img.shape[:3]:
-            gm_img = _resample_continuous(gm_img, target_img)
-        gm = np.nan_to_num(np.asarray(gm_img.dataobj, dtype=np.float32).squeeze()) >= gm_threshold
-    rows = []
-    vox_ml = abs(np.linalg.det(target_img.affine[:3, :3])) / 1000.0
-    xyz = _world_coords(target_img)
-    for name in list(masks):
-        m = (np.asarray(masks[name].dataobj) > 0) & brain
-        if gm is not None:
-            m &= gm
-        n = int(m.sum())
-        if n < min_voxels:
-            raise InputError(f"ROI {name!r} ({how[name]}) has {n} voxel(s) inside the brain"
-                             f"{' and grey-matter' if gm is not None else ''} mask (< {min_voxels}); "
-                             "check the mask's space and labels")
-        masks[name] = nib.Nifti1Image(m.astype(np.uint8), target_img.affine)
-        c = xyz[m].mean(0)
-        rows.append({"roi": name, "source": src[name], "definition": how[name]
-                     + (f"; GM prob >= {gm_threshold:g}" if gm is not None else ""),
-                     "n_voxels": n, "volume_ml": n * vox_ml,
-                     "centroid_x": c[0], "centroid_y": c[1], "centroid_z": c[2]})
-    return masks, pd.DataFrame(rows)
+    masks, src, how = _definition_rois(target_img, method, centres, radius_mm, ho_threshold,
+                                       genu_y_mm, dacc_y_min_mm)
+    _add_user_rois(target_img, masks, src, how, roi_masks, atlas_labels)
+    gm = _gm_voxels(target_img, gm_img, roi_gm_threshold)
+    table = _restrict_and_describe(target_img, masks, src, how, gm, roi_gm_threshold, min_voxels)
+    return masks, table
 
 
-def _resample_continuous(img, target_img):
-    """Linear resampling to ``target_img``'s grid (nilearn); for a binary mask this gives
-    the covered fraction of each target voxel, which is intended here."""
+def resample_continuous(img, target_img) -> nib.Nifti1Image:
+    """Linear resampling to ``target_img``'s grid (nilearn ``resample_to_img``, fill 0).
+
+    For a probability map this interpolates the probabilities; for a binary mask it gives
+    the covered fraction of each target voxel, which :func:`resample_mask` thresholds.
+
+    Parameters
+    ----------
+    img : niimg-like
+        Image to resample.
+    target_img : niimg-like
+        Image whose grid (shape, affine) the result has.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+    """
     import warnings
 
     from nilearn.image import resample_to_img
@@ -424,7 +487,7 @@ def contains_point(mask_img, xyz_mm, tolerance_mm: float = 0.0) -> bool:
     return bool(len(pts) and np.min(np.linalg.norm(pts - np.asarray(xyz_mm), axis=1)) <= tolerance_mm)
 
 
-# --------------------------------------------------------------------------- extraction
+# --------------------------------------------------------------------------- display
 def plot_rois(masks: dict, bg_img=None, cut_coords=(-4, 0, 4), title: str | None = None):
     """Show the ROI masks on the template (nilearn ``plot_roi``), sagittal slices near
     the midline where the three ACC subregions lie.
@@ -453,11 +516,10 @@ def plot_rois(masks: dict, bg_img=None, cut_coords=(-4, 0, 4), title: str | None
     bg = bg_img if bg_img is not None else template_t1(1)
     colors = plt.get_cmap("tab10").colors[:len(names)]
     fig = plt.figure(figsize=(9, 3.2))
-    disp = plotting.plot_roi(lab, bg_img=bg, display_mode="x", cut_coords=list(cut_coords),
-                             cmap=ListedColormap(colors), vmin=0.5, vmax=len(names) + 0.5,
-                             alpha=0.75, figure=fig, title=title, draw_cross=False, colorbar=False,
-                             black_bg=False, annotate=True, resampling_interpolation="nearest")
+    plotting.plot_roi(lab, bg_img=bg, display_mode="x", cut_coords=list(cut_coords),
+                      cmap=ListedColormap(colors), vmin=0.5, vmax=len(names) + 0.5,
+                      alpha=0.75, figure=fig, title=title, draw_cross=False, colorbar=False,
+                      black_bg=False, annotate=True, resampling_interpolation="nearest")
     fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, names.values())],
                loc="lower center", ncol=len(names), frameon=False, fontsize=9)
-    _ = disp
     return fig
