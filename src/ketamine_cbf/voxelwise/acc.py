@@ -147,7 +147,9 @@ def acc_summary(result, fwe_alpha: float = 0.05, rois: dict | None = None,
 @fill_doc
 def acc_table(results: dict, fwe_alpha: float = 0.05, rois: dict | None = None,
               definitions: dict | None = None) -> pd.DataFrame:
-    """:func:`acc_summary` of every contrast, stacked (one row per contrast and subregion).
+    """:func:`~ketamine_cbf.voxelwise.acc.acc_summary` of every contrast, stacked.
+
+    One row per contrast and subregion.
 
     Parameters
     ----------
@@ -173,7 +175,9 @@ def _fmt_p(p: float, min_p: float | None = None) -> str:
 @fill_doc
 def describe_acc(summary: pd.DataFrame, label: str, table_method: str = "tfce",
                  fwe_alpha: float = 0.05, min_p: float | None = None) -> str:
-    """State a contrast's ACC findings in words (Markdown), from :func:`acc_summary`.
+    """State a contrast's ACC findings in words (Markdown).
+
+    From the contrast's rows of :func:`acc_summary`.
 
     Parameters
     ----------
@@ -215,7 +219,9 @@ def describe_acc(summary: pd.DataFrame, label: str, table_method: str = "tfce",
 @fill_doc
 def describe_contrasts(acc: pd.DataFrame, results: dict, table_method: str = "tfce",
                        fwe_alpha: float = 0.05) -> str:
-    """The ACC findings of every contrast as a Markdown bullet list (:func:`describe_acc`).
+    """The ACC findings of every contrast as a Markdown bullet list.
+
+    One :func:`describe_acc` sentence per contrast.
 
     Parameters
     ----------

@@ -43,7 +43,7 @@ def grid_neighbours(mask: np.ndarray, connectivity: int = 6) -> np.ndarray:
     ----------
     mask : numpy.ndarray of bool, shape (X, Y, Z)
         In-mask voxels. Their order in the returned table is C order
-        (``mask[mask]``), the order of :func:`nilearn.masking.apply_mask`.
+        (``mask[mask]``), the order of ``nilearn.masking.apply_mask``.
     connectivity : {6, 18, 26}
         Neighbourhood: faces (6, nilearn's and FSL's default for TFCE and
         clusters), faces + edges (18) or faces + edges + corners (26).

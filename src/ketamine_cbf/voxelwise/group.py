@@ -206,7 +206,7 @@ def _nuisance_design(table, covariates) -> tuple[np.ndarray | None, list]:
 
 @dataclass
 class GroupResult:
-    """Result of :func:`group_inference` (masked vectors + mask + null + facts).
+    """Result of :func:`~ketamine_cbf.voxelwise.group.group_inference` (maps, mask, null, facts).
 
     Attributes
     ----------
@@ -296,7 +296,8 @@ def group_inference(table: pd.DataFrame, mask_img, contrast: str, n_perm: int = 
     """Sign-flip permutation inference on one contrast's subject maps.
 
     Steps: load the subject maps inside the mask, build the nuisance design, draw the
-    sign flips from the contrast's seed, run :func:`sign_flip_test`, and collect the
+    sign flips from the contrast's seed, run
+    :func:`~ketamine_cbf.voxelwise.permutation.sign_flip_test`, and collect the
     maps, the null maxima and the facts.
 
     Parameters
@@ -378,7 +379,7 @@ def _test_facts(two_sided, tfce, E, H, connectivity, cluster_forming_p, thr_t) -
 @fill_doc
 def infer_contrasts(table: pd.DataFrame, mask_img, group_dir: str | Path | None = None,
                     contrasts=tuple(CONTRASTS), **options) -> dict:
-    """Run :func:`group_inference` on every contrast and write its maps.
+    """Run :func:`~ketamine_cbf.voxelwise.group.group_inference` on every contrast, write its maps.
 
     Parameters
     ----------

@@ -45,7 +45,7 @@ reproduces it for interchangeability, while :func:`sign_flip_test` users choose 
 Speed
 -----
 Hand-written (numba, parallel over permutations; kernels in
-:mod:`ketamine_cbf.voxelwise._kernels`) because it is measurably faster than nilearn,
+``ketamine_cbf.voxelwise._kernels``) because it is measurably faster than nilearn,
 which labels the volume ``100`` times per permutation for TFCE and recomputes the t map
 per permutation: see ``benchmarks/bench_permutation.py`` for times and ratios and
 ``tests/voxelwise/test_nilearn_compat.py`` for equality.
@@ -205,7 +205,8 @@ def fwe_logp(observed: np.ndarray, h0_max: np.ndarray) -> np.ndarray:
     return -np.log10((n_perm + 1 - rank) / float(1 + n_perm))
 
 
-def cluster_fwe_logp(cluster_values: np.ndarray, h0_max: np.ndarray, convention: str = "phipson") -> np.ndarray:
+def cluster_fwe_logp(cluster_values: np.ndarray, h0_max: np.ndarray,
+                     convention: str = "phipson") -> np.ndarray:
     """``-log10`` cluster-wise FWE p-values for per-voxel cluster sizes or masses.
 
     Parameters
@@ -347,7 +348,7 @@ def sign_flip_test(data: np.ndarray, signs: np.ndarray, neighbours: np.ndarray |
     """Sign-flip one-sample permutation test with max-T, TFCE and cluster FWE.
 
     See the module docstring for the model, the statistics and their sources. The
-    steps: check the inputs, residualise and normalise the data (:func:`_prepare`),
+    steps: check the inputs, residualise and normalise the data,
     compute the observed maps, the null maxima block by block of sign flips (one matrix
     product per block, numba kernels for TFCE and clusters), then the FWE p-values.
 

@@ -269,7 +269,9 @@ def cluster_table(t_img, logp_img, fwe_alpha: float = 0.05, mean_img=None, min_d
 @fill_doc
 def cluster_tables(results: dict, table_method: str = "tfce", fwe_alpha: float = 0.05,
                    rois: dict | None = None) -> pd.DataFrame:
-    """:func:`cluster_table` of every contrast, stacked, with a leading ``contrast`` column.
+    """:func:`~ketamine_cbf.voxelwise.report.cluster_table` of every contrast, stacked.
+
+    The first column, ``contrast``, names the contrast of each row.
 
     Parameters
     ----------

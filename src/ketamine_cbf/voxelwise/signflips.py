@@ -155,7 +155,9 @@ def exhaustive_sign_flips(n_samples: int) -> np.ndarray:
 
 @fill_doc
 def is_exhaustive(n_samples: int, n_perm: int = 5000, exhaustive="auto") -> bool:
-    """Return True when :func:`draw_sign_flips` enumerates every non-identity flip.
+    """Return True when the flips of a study are all ``2^n - 1`` non-identity flips.
+
+    As :func:`draw_sign_flips` decides.
 
     Parameters
     ----------

@@ -21,7 +21,7 @@ between levels ``s`` and ``k+1`` every member gains ``e^E * (P_s - P_k)`` with
 ``P_k = sum_{j<=k} h_j^H``, added once at the root when the component next changes;
 a merged root stores its value relative to its new parent so members keep their
 sums. The cost is ``O(n_voxels * alpha(n_voxels) + K)`` per map instead of
-``O(K * volume)``. Hand-written (numba, in :mod:`ketamine_cbf.voxelwise._kernels`)
+``O(K * volume)``. Hand-written (numba, in ``ketamine_cbf.voxelwise._kernels``)
 because it is measurably faster than relabelling (see ``benchmarks/bench_permutation.py``);
 equality with nilearn to 1e-6 is tested in ``tests/voxelwise/test_tfce.py``.
 

@@ -175,7 +175,9 @@ def truth_recovery(result, truth_img, fwe_alpha: float = 0.05, table_method: str
 def recovery_table(bids_dir, results: dict, cbf_maps: pd.DataFrame, normalisation_dir: str | Path,
                    global_normalise: str = "proportional", smoothed: bool = True,
                    fwe_alpha: float = 0.05, table_method: str = "tfce") -> pd.DataFrame:
-    """:func:`truth_recovery` of every contrast with a planted truth (empty for real data).
+    """:func:`~ketamine_cbf.voxelwise.truth.truth_recovery` of every contrast with a planted truth.
+
+    An empty table for real data (no ground truth).
 
     The truth is normalised as the data were (:func:`contrast_truth`), with the mean
     pre-infusion CBF map (:func:`ketamine_cbf.voxelwise.contrasts.mean_map`) and stage 2's
