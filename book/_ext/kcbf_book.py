@@ -259,21 +259,23 @@ def _public_modules(package: str) -> list:
 
 
 def _api_lines(package: str) -> list[str]:
+    """reST of a package's API: per public module, a title, a summary table and autodoc."""
     import inspect
 
     mods = _public_modules(package)
     if hasattr(mods[0], "__path__") and mods[0].__name__ == package:
         mods = mods[1:]  # a package's own __init__ only re-exports its modules' names
-    lines = [".. autosummary::", "   :nosignatures:", ""]
-    for m in mods:
-        for name in m.__all__:
-            obj = getattr(m, name, None)
-            if inspect.isfunction(obj) or inspect.isclass(obj):
-                lines.append(f"   ~{m.__name__}.{name}")
-    lines.append("")
+    lines = []
     for m in mods:
         title = f"``{m.__name__}``"
-        lines += [title, "^" * len(title), "", f".. automodule:: {m.__name__}", "   :members:", ""]
+        if m.__name__ != package:  # a plain module is titled by the page itself
+            lines += [title, "^" * len(title), ""]
+        lines += [f".. currentmodule:: {m.__name__}", ""]
+        names = [n for n in m.__all__ if inspect.isfunction(getattr(m, n, None))
+                 or inspect.isclass(getattr(m, n, None))]
+        if names:  # summary lines resolve their references in the module's own namespace
+            lines += [".. autosummary::", "   :nosignatures:", ""] + [f"   {n}" for n in names] + [""]
+        lines += [f".. automodule:: {m.__name__}", "   :members:", ""]
     return lines
 
 

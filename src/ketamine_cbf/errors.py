@@ -6,6 +6,8 @@ the file and the field at fault, e.g. ``"sub-01_asl.json: PostLabelingDelay must
 be > 0 s (got 0)"``.
 """
 
+__all__ = ["KetamineCBFError", "UsageError", "InputError", "StageError"]
+
 
 class KetamineCBFError(Exception):
     """Base class of the errors the command line reports in one line."""

@@ -40,7 +40,7 @@ ACC_ROIS = ("sgACC", "pgACC", "dACC")
 
 #: Centres (MNI mm, x y z) of the three ACC subregions; midline, so a blob or sphere
 #: centred here covers both hemispheres' medial cortex. The simulation plants its ACC
-#: effects as blobs centred here. Verified (tests/roi_clinical/test_rois.py) to lie inside
+#: effects as blobs centred here. Verified (tests/reference/test_rois.py) to lie inside
 #: the Harvard-Oxford cingulate.
 ACC_CENTRES_MNI = {
     "sgACC": (0.0, 24.0, -10.0),

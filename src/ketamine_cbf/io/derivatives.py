@@ -127,7 +127,7 @@ def read_cbf_maps(normalisation_dir, require_files: bool = True) -> pd.DataFrame
     t["global_gm_cbf"] = g.astype(float)
     t["period"] = t["period"].fillna("n/a").astype(str)
     for col, allowed in (("arm", set(ARMS)), ("timepoint", set(TIMEPOINTS))):
-        values = t[col].astype(str).str.strip().str.lower()
+        values = t[col].fillna("n/a").astype(str).str.strip().str.lower()
         t[col] = values
         unknown = sorted(set(values[t["qc_pass"]]) - allowed)
         if unknown:

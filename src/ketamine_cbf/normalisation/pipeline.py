@@ -3,7 +3,7 @@
 :func:`normalise_dataset` is a short sequence of named steps: check the parameters, list the
 inputs and the design, register the T1w images (optional, once per subject), build one job
 per scan, run the jobs that the cache does not hold (in parallel worker processes,
-:mod:`ketamine_cbf.normalisation._worker`), and write the per-scan files and the tables
+``ketamine_cbf.normalisation._worker``), and write the per-scan files and the tables
 ``cbf_maps.tsv`` (what stages 3-5 read, through
 :func:`ketamine_cbf.io.derivatives.read_cbf_maps`) and ``registration_qc.tsv``.
 

@@ -54,7 +54,7 @@ in neuromaps' ``permtest_metric`` and JuSpace), so p is never 0 and the test is 
 any number of nulls.
 
 The brainsmash-equivalent kernel of the variogram model is in
-:mod:`ketamine_cbf.receptors._variogram`.
+``ketamine_cbf.receptors._variogram``.
 
 References
 ----------

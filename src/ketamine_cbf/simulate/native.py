@@ -106,7 +106,7 @@ def sample_truth(volumes: list[np.ndarray], truth_affine: np.ndarray, grid_affin
     """Interpolate truth-grid volumes on another grid (0 outside the truth grid).
 
     ``grid_affine`` maps the output grid's indices to MNI mm (e.g. ``A @ fine_affine``);
-    :func:`scipy.ndimage.affine_transform` evaluates
+    ``scipy.ndimage.affine_transform`` evaluates
     ``out[o] = volume[inv(truth_affine) @ grid_affine @ o]`` (trilinear for ``order=1``).
     """
     M = np.linalg.inv(truth_affine) @ grid_affine
@@ -133,9 +133,9 @@ def block_mean(fine: np.ndarray, sub) -> np.ndarray:
 def coil_sensitivity(grid: NativeGrid, rng: np.random.Generator, strength: float) -> tuple[np.ndarray, dict]:
     """Return a smooth multiplicative receive-coil bias field on the native grid.
 
-    B(x) = exp(strength * (0.8 * r_perp^2 / R^2 + g . x / R - c)): brighter towards the
+    ``B(x) = exp(strength * (0.8 * r_perp^2 / R^2 + g . x / R - c))``: brighter towards the
     periphery of a head array coil (radial term) with a random linear gradient ``g``
-    (|g| ~ 0.5); ``c`` makes the mean over the field of view 0 in the exponent. It
+    (``|g|`` ~ 0.5); ``c`` makes the mean over the field of view 0 in the exponent. It
     multiplies deltaM and M0 alike, so it cancels in their ratio.
     """
     R = 100.0

@@ -1,7 +1,7 @@
 """Options of the simulated dataset: one table gives names, defaults, checks and help.
 
 The names are the keys of the YAML configuration's ``simulate:`` mapping, the keyword
-arguments of :func:`ketamine_cbf.simulate.simulate_dataset` and (with ``-`` for ``_``)
+arguments of :func:`ketamine_cbf.simulate.dataset.simulate_dataset` and (with ``-`` for ``_``)
 the options of ``ketamine-cbf simulate``. Defaults reproduce the published study
 (26 participants, ketamine raises ACC CBF in both arms, clinical correlations under
 placebo only); every effect size can be changed to see what an analysis recovers.
@@ -80,6 +80,7 @@ def _receptors(v):
     return None
 
 
+#: Every option of the simulation: name, default, check and help text (the CLI's options).
 OPTIONS: tuple[Option, ...] = (
     # --- study size and format --------------------------------------------------------
     Option("subjects", 26, "int", "number of participants (the study: 26)", _subjects, "dataset"),

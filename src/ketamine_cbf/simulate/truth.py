@@ -15,7 +15,7 @@ so that ``CBF(x) = gm_cbf * gm(x) * pattern(x) + wm_cbf * wm(x)`` (CSF carries n
 
 Between-subject, between-session and between-run variability multiply this map by
 global factors and by smooth Gaussian random fields; ketamine adds a global fraction,
-focal ACC blobs (masked by GM) and receptor-shaped components (see :func:`unique_components`).
+focal ACC blobs (masked by GM) and receptor-shaped components (see :func:`receptor_effect`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def world_coords(shape, affine) -> np.ndarray:
 
 
 def gaussian_blob(coords: np.ndarray, centre, fwhm: float) -> np.ndarray:
-    """Return exp(-|x - c|^2 / (2 sigma^2)) with sigma = FWHM / sqrt(8 ln 2) (peak 1)."""
+    """Return ``exp(-|x - c|^2 / (2 sigma^2))`` with ``sigma = FWHM / sqrt(8 ln 2)`` (peak 1)."""
     sigma = fwhm * FWHM_TO_SIGMA
     d2 = np.sum((coords - np.asarray(centre, dtype=float)) ** 2, axis=-1)
     return np.exp(-d2 / (2.0 * sigma ** 2))
@@ -308,7 +308,7 @@ def receptor_effect(anat: Anatomy, amplitudes: dict[str, float],
     maps is removed: the planted map keeps ``(1 - s)`` times the non-target projection of
     ``sum_k a_k z_k``. With s = 1 the non-target maps are exactly uncorrelated with the
     planted map, which caps its correlation with the (intercorrelated) target maps at about
-    0.5 across parcels; s = 0.9 keeps a little realistic overlap (non-target |r| ~0.1-0.15)
+    0.5 across parcels; s = 0.9 keeps a little realistic overlap (non-target ``|r|`` ~0.1-0.15)
     and lifts the target correlations to ~0.6.
 
     Parameters
@@ -332,7 +332,7 @@ def receptor_effect(anat: Anatomy, amplitudes: dict[str, float],
     R : ndarray (float32)
         Zero outside the Schaefer cortex.
     record : dict
-        Amplitudes, smoothing, and the remaining parcel-level |r| with non-targets.
+        Amplitudes, smoothing, and the remaining parcel-level ``|r|`` with non-targets.
     """
     out = np.zeros(anat.shape, np.float32)
     if not amplitudes:
