@@ -144,12 +144,9 @@ OPTIONS: tuple[Option, ...] = (
     # --- ketamine effects --------------------------------------------------------------
     Option("ketamine_global", 0.03, "float", "global CBF increase during ketamine (fraction)",
            lambda v: None if -0.5 < v < 1 else "must be in (-0.5, 1)", "ketamine"),
-    Option("ketamine_sgacc", 10.0, "float", "mean focal CBF increase at the sgACC peak "
-           "(ml/100 g/min)", None, "ketamine"),
-    Option("ketamine_pgacc", 12.0, "float", "mean focal CBF increase at the pgACC peak "
-           "(ml/100 g/min)", None, "ketamine"),
-    Option("ketamine_dacc", 11.0, "float", "mean focal CBF increase at the dACC peak "
-           "(ml/100 g/min)", None, "ketamine"),
+    *(Option(f"ketamine_{roi.lower()}", peak, "float",
+             f"mean focal CBF increase at the {roi} peak (ml/100 g/min)", None, "ketamine")
+      for roi, peak in (("sgACC", 10.0), ("pgACC", 12.0), ("dACC", 11.0))),
     Option("ketamine_sd", 8.0, "float", "between-subject SD of the focal ACC increases "
            "(ml/100 g/min)", _non_negative, "ketamine"),
     Option("ketamine_session_sd", 2.0, "float", "within-subject (between-session) SD of the "
@@ -171,14 +168,12 @@ OPTIONS: tuple[Option, ...] = (
            "components (1: non-target maps exactly uncorrelated, target r capped near 0.5)",
            _unit_interval, "receptors"),
     # --- clinical correlations -----------------------------------------------------------
-    Option("r_psi_delusional", 0.56, "float", "planted r (placebo): pgACC relative CBF change "
-           "vs PSI delusional thinking", _corr, "clinical"),
-    Option("r_psi_perceptual", 0.64, "float", "planted r (placebo): pgACC relative CBF change "
-           "vs PSI perceptual distortion", _corr, "clinical"),
-    Option("r_madrs", 0.60, "float", "planted r (placebo): baseline sgACC relative CBF vs "
-           "day-1 MADRS improvement", _corr, "clinical"),
-    Option("r_qids", 0.67, "float", "planted r (placebo): baseline sgACC relative CBF vs "
-           "day-1 QIDS-SR improvement", _corr, "clinical"),
+    *(Option(name, r, "float", f"planted r (placebo): {brain} vs {score}", _corr, "clinical")
+      for name, r, brain, score in (
+          ("r_psi_delusional", 0.56, "pgACC relative CBF change", "PSI delusional thinking"),
+          ("r_psi_perceptual", 0.64, "pgACC relative CBF change", "PSI perceptual distortion"),
+          ("r_madrs", 0.60, "baseline sgACC relative CBF", "day-1 MADRS improvement"),
+          ("r_qids", 0.67, "baseline sgACC relative CBF", "day-1 QIDS-SR improvement"))),
     Option("r_naltrexone", 0.0, "float", "planted r of the same four pairs under naltrexone",
            _corr, "clinical"),
     Option("roi_radius", 10.0, "float", "radius of the spheres (mm, within GM) defining the "

@@ -177,6 +177,16 @@ def t1w_sidecar() -> dict:
     }
 
 
+#: Depression rating scales rated before and on the day after each infusion:
+#: table -> (label, maximum score, the tool's description).
+_RATING_SCALES = {
+    "madrs": ("MADRS", 60, "Montgomery-Asberg Depression Rating Scale (Montgomery & "
+                           "Asberg 1979, Br J Psychiatry 134:382), 0-60"),
+    "qids_sr": ("QIDS-SR16", 27, "Quick Inventory of Depressive Symptomatology, self-report, "
+                                 "16 items (Rush et al. 2003, Biol Psychiatry 54:573), 0-27"),
+}
+
+
 def phenotype_json(table: str) -> dict:
     """Return the sidecar of ``phenotype/<table>.tsv`` (columns, ranges, instrument)."""
     ids = {"participant_id": {"Description": "Participant identifier"},
@@ -199,20 +209,13 @@ def phenotype_json(table: str) -> dict:
                      for c, (items, _, _) in CADSS_SUBSCALES.items()})
         tool = {"Description": "Clinician-Administered Dissociative States Scale, 23 items "
                                "0-4 (Bremner et al. 1998, J Trauma Stress 11:125)"}
-    elif table == "madrs":
-        cols = {"madrs_baseline": {"Description": "MADRS before the visit's infusion",
-                                   "Units": "score", "MinValue": 0, "MaxValue": 60},
-                "madrs_day1": {"Description": "MADRS on the day after the infusion",
-                               "Units": "score", "MinValue": 0, "MaxValue": 60}}
-        tool = {"Description": "Montgomery-Asberg Depression Rating Scale (Montgomery & "
-                               "Asberg 1979, Br J Psychiatry 134:382), 0-60"}
-    elif table == "qids_sr":
-        cols = {"qids_sr_baseline": {"Description": "QIDS-SR16 before the visit's infusion",
-                                     "Units": "score", "MinValue": 0, "MaxValue": 27},
-                "qids_sr_day1": {"Description": "QIDS-SR16 on the day after the infusion",
-                                 "Units": "score", "MinValue": 0, "MaxValue": 27}}
-        tool = {"Description": "Quick Inventory of Depressive Symptomatology, self-report, "
-                               "16 items (Rush et al. 2003, Biol Psychiatry 54:573), 0-27"}
+    elif table in _RATING_SCALES:
+        label, maximum, description = _RATING_SCALES[table]
+        cols = {f"{table}_baseline": {"Description": f"{label} before the visit's infusion",
+                                      "Units": "score", "MinValue": 0, "MaxValue": maximum},
+                f"{table}_day1": {"Description": f"{label} on the day after the infusion",
+                                  "Units": "score", "MinValue": 0, "MaxValue": maximum}}
+        tool = {"Description": description}
     else:  # pragma: no cover - internal
         raise KeyError(table)
     return {"MeasurementToolMetadata": tool, **ids, **cols}
