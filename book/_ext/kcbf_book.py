@@ -19,6 +19,11 @@ The ``kcbf-api`` directive writes a package's API reference: an autosummary tabl
 public function and class (the names in each module's ``__all__``), then each public
 module rendered by autodoc (numpydoc through napoleon). Modules are found by walking the
 package, so a new module appears on the page without editing it.
+
+Docstrings cite with ``:footcite:t:`` / ``:footcite:p:`` and end with a References section
+holding ``.. footbibliography::``: each docstring lists the works it cites, even when another
+docstring of the page cites them too, and the footnotes made inside the ``{eval-rst}`` block
+of an API page are registered in the page (see :func:`_footnote_transform`).
 """
 
 from __future__ import annotations
@@ -300,8 +305,72 @@ def _api_directive():
     return KcbfApi
 
 
+# ------------------------------------------------------------ footnote citations in docstrings
+#: Footnote ids of ``:footcite:`` are unique per ``footbibliography`` (see below).
+FOOTCITE_ID = "bib-{footbibliography_count}-{key}"
+
+
+def _footbibliography_directive():
+    from sphinxcontrib.bibtex.foot_directives import FootBibliographyDirective
+
+    class FootBibliographyPerDocstring(FootBibliographyDirective):
+        """``footbibliography`` that lists every work cited since the previous one.
+
+        sphinxcontrib-bibtex makes one footnote per work per page, so on an API page the
+        second function citing a work would link to the first one's list and show an empty
+        References section. Forgetting the works already listed makes each docstring's
+        References complete (the footnote ids carry the list number, :data:`FOOTCITE_ID`).
+        """
+
+        def run(self):
+            out = super().run()
+            self.env.temp_data["bibtex_foot_old_refs"] = set()
+            return out
+
+    return FootBibliographyPerDocstring
+
+
+def _footcite_id(app, config):
+    if not config.bibtex_footcite_id:
+        config.bibtex_footcite_id = FOOTCITE_ID
+
+
+def _footnote_transform():
+    from docutils.transforms import Transform
+
+    class RegisterFootcites(Transform):
+        """Register the auto-numbered footnotes made inside an ``{eval-rst}`` block (``:footcite:``).
+
+        MyST parses an ``{eval-rst}`` block (how the API pages call ``kcbf-api``) into a
+        separate document and moves only its nodes into the page, so the page does not know
+        the footnotes and their references, and docutils' footnote transform (priority 620)
+        reports them as unknown targets. This registers them in the page first.
+        """
+
+        default_priority = 610
+
+        def apply(self, **kwargs):
+            doc = self.document
+            known = {id(n) for n in doc.autofootnotes}
+            for fn in doc.findall(nodes.footnote):
+                if fn.get("auto") and id(fn) not in known:
+                    doc.note_autofootnote(fn)
+                    doc.note_explicit_target(fn, fn)
+            known = {id(r) for r in doc.autofootnote_refs}
+            for ref in doc.findall(nodes.footnote_reference):
+                if ref.get("auto") and ref.get("refname") and id(ref) not in known:
+                    doc.note_autofootnote_ref(ref)
+                    doc.note_footnote_ref(ref)
+
+    return RegisterFootcites
+
+
 def setup(app):
     app.add_directive("kcbf-api", _api_directive())
+    app.setup_extension("sphinxcontrib.bibtex")  # then its footbibliography is replaced
+    app.add_directive("footbibliography", _footbibliography_directive(), override=True)
+    app.add_transform(_footnote_transform())
+    app.connect("config-inited", _footcite_id)
     app.connect("doctree-read", _add_run_record)
     app.connect("doctree-read", _alt_from_captions)
     app.connect("html-page-context", _drop_thebe, priority=900)
