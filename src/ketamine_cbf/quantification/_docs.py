@@ -20,7 +20,7 @@ register({
     "labeling_efficiency": """labeling_efficiency : float or None
     Labelling efficiency α before background suppression; None: the sidecar's
     ``LabelingEfficiency``, else the labelling type's default (0.85 PCASL, 0.68 CASL,
-    0.98 PASL; Alsop et al. 2015, doi:10.1002/mrm.25197).""",
+    0.98 PASL; :footcite:t:`alsop2015`).""",
     "m0_scale": """m0_scale : float
     Multiplies M0 (e.g. a vendor scaling between the M0 and ASL volumes).""",
     "m0_fwhm": """m0_fwhm : float
@@ -38,5 +38,5 @@ register({
     "min_gm_wm_ratio": """min_gm_wm_ratio : float
     QC: minimum GM/WM CBF ratio.""",
     "min_qei": """min_qei : float
-    QC: minimum quality evaluation index (Dolui et al. 2024, doi:10.1002/jmri.29308).""",
+    QC: minimum quality evaluation index :footcite:p:`dolui2024`.""",
 })

@@ -59,6 +59,10 @@ class QuantParams:
     ------
     UsageError
         A constant not > 0, an efficiency above 1, a negative smoothing or bad ATT bounds.
+
+    References
+    ----------
+    .. footbibliography::
     """
 
     partition_coefficient: float = PARTITION_COEFFICIENT
@@ -104,7 +108,7 @@ class QuantParams:
 def t1_blood_for_field(field_strength: float, source: str = "MagneticFieldStrength") -> float:
     """Return the T1 of arterial blood (s) for a field strength (T).
 
-    1.65 s at 3 T (Lu et al. 2004), 1.35 s at 1.5 T (Alsop et al. 2015). Other field
+    1.65 s at 3 T :footcite:p:`lu2004`, 1.35 s at 1.5 T :footcite:p:`alsop2015`. Other field
     strengths need an explicit value (``t1_blood``).
 
     Parameters
@@ -122,6 +126,10 @@ def t1_blood_for_field(field_strength: float, source: str = "MagneticFieldStreng
     ------
     InputError
         Field strength not within 0.1 T of 1.5 or 3 T.
+
+    References
+    ----------
+    .. footbibliography::
     """
     for b0, t1 in T1_BLOOD_BY_FIELD.items():
         if abs(float(field_strength) - b0) <= 0.1:
@@ -135,10 +143,10 @@ def labeling_efficiency(metadata: dict, params: QuantParams) -> tuple[float, dic
 
     α = α_label · η_BS^n (:func:`~ketamine_cbf.quantification.models.effective_labelling_efficiency`),
     with α_label the parameter override, else the sidecar's ``LabelingEfficiency``, else
-    the labelling type's default (0.85 PCASL, 0.68 CASL, 0.98 PASL; Alsop et al. 2015),
-    and η_BS = ``params.bs_pulse_efficiency`` per background-suppression pulse (Garcia et
-    al. 2005), n = ``BackgroundSuppressionNumberPulses`` when ``BackgroundSuppression`` is
-    true.
+    the labelling type's default (0.85 PCASL, 0.68 CASL, 0.98 PASL; :footcite:t:`alsop2015`),
+    and η_BS = ``params.bs_pulse_efficiency`` per background-suppression pulse
+    :footcite:p:`garcia2005`, n = ``BackgroundSuppressionNumberPulses`` when
+    ``BackgroundSuppression`` is true.
 
     Parameters
     ----------
@@ -152,6 +160,10 @@ def labeling_efficiency(metadata: dict, params: QuantParams) -> tuple[float, dic
     info : dict
         ``LabelingEfficiencyLabel``, ``LabelingEfficiencySource``,
         ``BackgroundSuppressionPulses``, ``BackgroundSuppressionEfficiency``, ``warnings``.
+
+    References
+    ----------
+    .. footbibliography::
     """
     warnings = []
     asl_type = metadata["ArterialSpinLabelingType"]

@@ -7,47 +7,36 @@ the partition coefficient in ml/g, signals in the units of M0.
 
 Models
 ------
-* Single-PLD (P)CASL (Alsop et al. 2015, eq. 1)::
+* Single-PLD (P)CASL, eq. 1 of :footcite:t:`alsop2015` (pCASL is modelled as CASL,
+  :footcite:p:`dai2008`)::
 
       CBF = 6000 λ ΔM exp(PLD/T1b) / (2 α T1b M0 (1 − exp(−τ/T1b)))
 
-* Single-TI PASL with QUIPSS II / Q2TIPS bolus cut-off (Alsop et al. 2015, eq. 2)::
+* Single-TI PASL with QUIPSS II / Q2TIPS bolus cut-off, eq. 2 of :footcite:t:`alsop2015`::
 
       CBF = 6000 λ ΔM exp(TI/T1b) / (2 α TI1 M0)
 
-* The general kinetic model (Buxton et al. 1998) for plug-flow delivery with arterial
+* The general kinetic model :footcite:p:`buxton1998` for plug-flow delivery with arterial
   transit time ATT: :func:`kinetic_pcasl` and :func:`kinetic_pasl` with the labelled water
   relaxing with T1 of blood throughout (the white-paper assumption, as in the
-  multi-timepoint consensus of Woods et al. 2024; fitted by
+  multi-timepoint consensus of :footcite:t:`woods2024`; fitted by
   :func:`ketamine_cbf.quantification.multipld.fit_kinetic_model`), and :func:`kinetic_curve`,
   the same model as a function of time with optional exchange into tissue (T1 of tissue,
   outflow), for teaching.
 
 Constants
 ---------
-* λ = 0.9 ml/g, brain-blood partition coefficient of water (Herscovitch & Raichle 1985).
-* T1 of arterial blood: 1.65 s at 3 T (Lu et al. 2004), 1.35 s at 1.5 T (Alsop et al. 2015).
-* Labelling efficiency α: 0.85 PCASL, 0.68 CASL, 0.98 PASL (Alsop et al. 2015), times 0.95
-  per background-suppression inversion pulse (Garcia et al. 2005).
+* λ = 0.9 ml/g, brain-blood partition coefficient of water :footcite:p:`herscovitch1985`.
+* T1 of arterial blood: 1.65 s at 3 T :footcite:p:`lu2004`, 1.35 s at 1.5 T
+  :footcite:p:`alsop2015`.
+* Labelling efficiency α: 0.85 PCASL, 0.68 CASL, 0.98 PASL :footcite:p:`alsop2015`, times
+  0.95 per background-suppression inversion pulse :footcite:p:`garcia2005`.
 * M0 incomplete recovery: a saturation-recovery M0 acquired with repetition time TR has
-  recovered to the fraction 1 − exp(−TR/T1_tissue) of M0 (Alsop et al. 2015, p. 113).
+  recovered to the fraction 1 − exp(−TR/T1_tissue) of M0 (:footcite:t:`alsop2015`, p. 113).
 
 References
 ----------
-Alsop D.C. et al. (2015). Recommended implementation of arterial spin-labeled perfusion
-MRI for clinical applications. MRM 73:102-116. doi:10.1002/mrm.25197
-Buxton R.B. et al. (1998). A general kinetic model for quantitative perfusion imaging with
-arterial spin labeling. MRM 40:383-396. doi:10.1002/mrm.1910400308
-Dai W. et al. (2008). Continuous flow-driven inversion for arterial spin labeling using
-pulsed radio frequency and gradient fields. MRM 60:1488-1497. doi:10.1002/mrm.21790
-Garcia D.M., Duhamel G., Alsop D.C. (2005). Efficiency of inversion pulses for
-background suppressed arterial spin labeling. MRM 54:366-372. doi:10.1002/mrm.20556
-Herscovitch P., Raichle M.E. (1985). What is the correct value for the brain-blood
-partition coefficient for water? JCBFM 5:65-69. doi:10.1038/jcbfm.1985.9
-Lu H. et al. (2004). Determining the longitudinal relaxation time (T1) of blood at 3.0
-Tesla. MRM 52:679-682. doi:10.1002/mrm.20178
-Woods J.G. et al. (2024). Recommendations for quantitative cerebral perfusion MRI using
-multi-timepoint arterial spin labeling. MRM 92:469-495. doi:10.1002/mrm.30091
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -69,18 +58,36 @@ __all__ = [
 
 #: ml/g/s -> ml/100 g/min.
 UNIT_CONVERSION = 6000.0
-#: λ, whole-brain blood-brain partition coefficient of water, ml/g (Herscovitch & Raichle 1985).
+#: λ, whole-brain blood-brain partition coefficient of water, ml/g
+#: :footcite:p:`herscovitch1985`.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 PARTITION_COEFFICIENT = 0.9
-#: T1 of arterial blood (s) by field strength (T): 3 T Lu et al. 2004; 1.5 T Alsop et al. 2015.
+#: T1 of arterial blood (s) by field strength (T), at 3 T from :footcite:t:`lu2004` and at
+#: 1.5 T from :footcite:t:`alsop2015`.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 T1_BLOOD_BY_FIELD = {1.5: 1.35, 3.0: 1.65}
 #: T1 of arterial blood at 3 T, s.
 T1_BLOOD_3T = T1_BLOOD_BY_FIELD[3.0]
 #: T1 of arterial blood at 1.5 T, s.
 T1_BLOOD_1P5T = T1_BLOOD_BY_FIELD[1.5]
-#: Default labelling efficiency by BIDS ``ArterialSpinLabelingType`` (Alsop et al. 2015),
-#: before background suppression.
+#: Default labelling efficiency by BIDS ``ArterialSpinLabelingType``
+#: :footcite:p:`alsop2015`, before background suppression.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 DEFAULT_LABELING_EFFICIENCY = {"PCASL": 0.85, "CASL": 0.68, "PASL": 0.98}
-#: Recommended single-PLD pCASL timing for adults < 70 y, s (Alsop et al. 2015).
+#: Recommended single-PLD pCASL timing for adults < 70 y, s :footcite:p:`alsop2015`.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 WHITEPAPER_PLD = 1.8
 WHITEPAPER_LABEL_DURATION = 1.8
 
@@ -109,8 +116,8 @@ def m0_recovery_factor(tr, t1_tissue: float = 1.3):
     """Return the fraction of M0 recovered by a saturation-recovery M0 scan, 1 − exp(−TR/T1).
 
     An M0 image acquired with repetition time ``tr`` underestimates the equilibrium
-    magnetisation by this factor; the white paper (Alsop et al. 2015, p. 113) recommends
-    TR ≥ 5 s or dividing the measured M0 by it. Vectorised over ``tr``.
+    magnetisation by this factor; the white paper (:footcite:t:`alsop2015`, p. 113)
+    recommends TR ≥ 5 s or dividing the measured M0 by it. Vectorised over ``tr``.
 
     Parameters
     ----------
@@ -129,6 +136,10 @@ def m0_recovery_factor(tr, t1_tissue: float = 1.3):
     ValueError
         ``tr`` or ``t1_tissue`` not > 0 (a zero TR would make the corrected M0 infinite).
 
+    References
+    ----------
+    .. footbibliography::
+
     Examples
     --------
     >>> from ketamine_cbf.quantification.models import m0_recovery_factor
@@ -144,7 +155,8 @@ def effective_labelling_efficiency(alpha_label, n_pulses=0, per_pulse=0.95):
 
     Every background-suppression inversion pulse also inverts the label imperfectly, so
     each costs a fraction of the ASL signal (≈ 0.93-0.95 per pulse for adiabatic
-    inversions, Garcia et al. 2005; the white paper asks to account for it).
+    inversions, :footcite:t:`garcia2005`; the white paper :footcite:p:`alsop2015` asks to
+    account for it).
 
     Parameters
     ----------
@@ -164,6 +176,10 @@ def effective_labelling_efficiency(alpha_label, n_pulses=0, per_pulse=0.95):
     ------
     ValueError
         A negative or fractional number of pulses, or an efficiency outside (0, 1].
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -188,9 +204,11 @@ def _decay_corrected(deltam, delay, t1_blood, partition_coefficient):
 
 @fill_doc
 def cbf_pcasl(deltam, m0, pld, tau, alpha, t1_blood, partition_coefficient=PARTITION_COEFFICIENT):
-    """Single-PLD (P)CASL CBF (ml/100 g/min), Alsop et al. 2015 eq. 1.
+    """Single-PLD (P)CASL CBF (ml/100 g/min), the white paper's eq. 1.
 
-    CBF = 6000 λ ΔM exp(PLD/T1b) / (2 α T1b M0 (1 − exp(−τ/T1b)))
+    Eq. 1 of :footcite:t:`alsop2015`::
+
+        CBF = 6000 λ ΔM exp(PLD/T1b) / (2 α T1b M0 (1 − exp(−τ/T1b)))
 
     Parameters
     ----------
@@ -208,6 +226,10 @@ def cbf_pcasl(deltam, m0, pld, tau, alpha, t1_blood, partition_coefficient=PARTI
     numpy.ndarray
         CBF (ml/100 g/min) by the (P)CASL equation.
 
+    References
+    ----------
+    .. footbibliography::
+
     Examples
     --------
     >>> from ketamine_cbf.quantification.models import cbf_pcasl
@@ -220,7 +242,9 @@ def cbf_pcasl(deltam, m0, pld, tau, alpha, t1_blood, partition_coefficient=PARTI
 
 
 def cbf_pasl(deltam, m0, ti, ti1, alpha, t1_blood, partition_coefficient=PARTITION_COEFFICIENT):
-    """Single-TI PASL CBF (ml/100 g/min) with QUIPSS II / Q2TIPS, Alsop et al. 2015 eq. 2.
+    """Single-TI PASL CBF (ml/100 g/min) with QUIPSS II / Q2TIPS, the white paper's eq. 2.
+
+    Eq. 2 of :footcite:t:`alsop2015`.
 
     CBF = 6000 λ ΔM exp(TI/T1b) / (2 α TI1 M0)
 
@@ -238,6 +262,10 @@ def cbf_pasl(deltam, m0, ti, ti1, alpha, t1_blood, partition_coefficient=PARTITI
     numpy.ndarray
         CBF (ml/100 g/min) by the PASL equation.
 
+    References
+    ----------
+    .. footbibliography::
+
     Examples
     --------
     >>> from ketamine_cbf.quantification.models import cbf_pasl
@@ -254,9 +282,10 @@ def whitepaper_cbf(delta_m, m0, pld, tau=WHITEPAPER_LABEL_DURATION, labelling="p
     """Single-PLD CBF (ml/100 g/min) from the white paper's equation, by labelling scheme.
 
     :func:`cbf_pcasl` for (p)CASL and :func:`cbf_pasl` for PASL (``pld`` = TI, ``tau`` =
-    TI1), with the white paper's defaults and checked inputs. The equation is the kinetic
-    model (Buxton et al. 1998) evaluated at t = τ + PLD under the single-compartment
-    assumption and is exact when the arterial transit time is shorter than the PLD.
+    TI1), with the white paper's defaults and checked inputs :footcite:p:`alsop2015`. The
+    equation is the kinetic model :footcite:p:`buxton1998` evaluated at t = τ + PLD under the
+    single-compartment assumption and is exact when the arterial transit time is shorter
+    than the PLD.
 
     Parameters
     ----------
@@ -287,6 +316,10 @@ def whitepaper_cbf(delta_m, m0, pld, tau=WHITEPAPER_LABEL_DURATION, labelling="p
     ValueError
         An unknown labelling scheme or a timing or constant not > 0.
 
+    References
+    ----------
+    .. footbibliography::
+
     Examples
     --------
     >>> from ketamine_cbf.quantification.models import whitepaper_cbf
@@ -305,10 +338,11 @@ def whitepaper_cbf(delta_m, m0, pld, tau=WHITEPAPER_LABEL_DURATION, labelling="p
 @fill_doc
 def kinetic_pcasl(cbf, att, pld, tau, alpha, t1_blood, partition_coefficient=PARTITION_COEFFICIENT,
                   m0=1.0):
-    """ΔM of the general kinetic model for (P)CASL (Buxton et al. 1998).
+    """ΔM of the general kinetic model for (P)CASL.
 
-    With f = CBF/6000 (ml/g/s) and labelled water relaxing with T1b (Alsop et al. 2015;
-    Woods et al. 2024, eq. 2)::
+    The general kinetic model of :footcite:t:`buxton1998`. With f = CBF/6000 (ml/g/s) and
+    labelled water relaxing with T1b (:footcite:t:`alsop2015`; :footcite:t:`woods2024`,
+    eq. 2)::
 
         ΔM = 0                                                      PLD + τ ≤ ATT
         ΔM = 2 α M0 f T1b/λ · e^(−ATT/T1b) (1 − e^(−(τ+PLD−ATT)/T1b))   PLD < ATT < PLD + τ
@@ -331,6 +365,10 @@ def kinetic_pcasl(cbf, att, pld, tau, alpha, t1_blood, partition_coefficient=PAR
     numpy.ndarray
         ΔM in the units of ``m0``.
 
+    References
+    ----------
+    .. footbibliography::
+
     Examples
     --------
     >>> from ketamine_cbf.quantification.models import kinetic_pcasl
@@ -348,9 +386,9 @@ def kinetic_pcasl(cbf, att, pld, tau, alpha, t1_blood, partition_coefficient=PAR
 
 def kinetic_pasl(cbf, att, ti, ti1, alpha, t1_blood, partition_coefficient=PARTITION_COEFFICIENT,
                  m0=1.0):
-    """ΔM of the general kinetic model for PASL with bolus duration TI1 (Buxton et al. 1998).
+    """ΔM of the general kinetic model for PASL with bolus duration TI1.
 
-    With f = CBF/6000 (ml/g/s)::
+    The general kinetic model of :footcite:t:`buxton1998`, with f = CBF/6000 (ml/g/s)::
 
         ΔM = 0                                            TI ≤ ATT
         ΔM = 2 α M0 f/λ (TI − ATT) e^(−TI/T1b)              ATT < TI < ATT + TI1
@@ -369,6 +407,10 @@ def kinetic_pasl(cbf, att, ti, ti1, alpha, t1_blood, partition_coefficient=PARTI
     -------
     numpy.ndarray
         ΔM of the pulsed bolus, in the units of ``m0``.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -396,12 +438,14 @@ def _check_kinetic_inputs(cbf, att, tau, alpha, t1_blood, partition_coefficient)
 def kinetic_curve(t, cbf=60.0, att=1.2, tau=WHITEPAPER_LABEL_DURATION, labelling="pcasl",
                   alpha=None, t1_blood=T1_BLOOD_3T, t1_tissue=None,
                   partition_coefficient=PARTITION_COEFFICIENT):
-    """Difference signal ΔM(t)/M0 of the general kinetic model (Buxton et al. 1998).
+    """Difference signal ΔM(t)/M0 of the general kinetic model.
+
+    The general kinetic model of :footcite:t:`buxton1998`:
 
     ΔM(t) = 2 M0b f ∫ c(t') r(t - t') m(t - t') dt', with M0b = M0/λ the equilibrium
     magnetisation of arterial blood, f the CBF (ml/g/s), the delivery function c(t), the
     residue function r(t) = exp(-f t / λ) and the relaxation m(t) = exp(-t / T1).
-    Closed forms (eqs. 5-8 of Buxton et al. 1998), with 1/T1' = 1/T1 + f/λ:
+    Closed forms (eqs. 5-8 of :footcite:t:`buxton1998`), with 1/T1' = 1/T1 + f/λ:
 
     * (p)CASL, c(t) = α exp(-Δt/T1b) for Δt ≤ t < Δt + τ:
       ΔM = 2 M0b f T1' α e^{-Δt/T1b} (1 - e^{-(t-Δt)/T1'}) during the bolus and
@@ -423,16 +467,16 @@ def kinetic_curve(t, cbf=60.0, att=1.2, tau=WHITEPAPER_LABEL_DURATION, labelling
     tau : float
         Labelling (bolus) duration, s; for PASL with QUIPSS II, the bolus cut-off TI1.
     labelling : {"pcasl", "casl", "pasl"}
-        Labelling scheme (pCASL follows the CASL model, Dai et al. 2008).
+        Labelling scheme (pCASL follows the CASL model, :footcite:t:`dai2008`).
     alpha : float, optional
         Labelling efficiency (default: the white paper's value for ``labelling``).
     t1_blood : float
-        T1 of arterial blood, s (3 T: 1.65 s, Lu et al. 2004).
+        T1 of arterial blood, s (3 T: 1.65 s, :footcite:t:`lu2004`).
     t1_tissue : float, optional
         T1 of tissue, s. ``None`` (default) is the white paper's single-compartment
         assumption: the label stays in blood and decays with ``t1_blood``, outflow
-        ignored (T1' = T1b). With a value, T1' = 1 / (1/t1_tissue + f/λ) as in Buxton
-        et al. 1998.
+        ignored (T1' = T1b). With a value, T1' = 1 / (1/t1_tissue + f/λ) as in
+        :footcite:t:`buxton1998`.
     partition_coefficient : float
         λ, blood-brain partition coefficient, ml/g.
 
@@ -446,6 +490,10 @@ def kinetic_curve(t, cbf=60.0, att=1.2, tau=WHITEPAPER_LABEL_DURATION, labelling
     ValueError
         Unknown labelling, negative CBF or ATT, non-positive timing or constants, or an
         efficiency outside (0, 1].
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -500,7 +548,8 @@ def att_bias(att, pld=WHITEPAPER_PLD, tau=WHITEPAPER_LABEL_DURATION, t1_blood=T1
     Simulates ΔM with :func:`kinetic_curve` at t = τ + PLD and quantifies it with
     :func:`whitepaper_cbf`. Equals 1 when ``att`` ≤ ``pld`` under the single-compartment
     assumption; falls below 1 when the label has not yet arrived (``att`` > ``pld``), which
-    is why the white paper sets PLD longer than the longest expected transit time.
+    is why the white paper :footcite:p:`alsop2015` sets PLD longer than the longest expected
+    transit time.
 
     Parameters
     ----------
@@ -519,6 +568,10 @@ def att_bias(att, pld=WHITEPAPER_PLD, tau=WHITEPAPER_LABEL_DURATION, t1_blood=T1
     -------
     numpy.ndarray
         Estimated / true CBF (dimensionless), one value per ``att``.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -541,8 +594,8 @@ def background_suppression_mz(t, pulse_times, t1, saturation_time=0.0, inversion
     of ``pulse_times`` (Mz -> -η Mz, η = ``inversion_efficiency``); between events it relaxes
     as Mz(t) = 1 - (1 - Mz(t0)) e^{-(t - t0)/T1} (Bloch equation without transverse terms).
     Timed well, the pulses bring the static-tissue signal close to zero at the readout, which
-    removes most physiological noise from the control - label subtraction (Garcia et al.
-    2005).
+    removes most physiological noise from the control - label subtraction
+    :footcite:p:`garcia2005`.
 
     Parameters
     ----------
@@ -566,6 +619,10 @@ def background_suppression_mz(t, pulse_times, t1, saturation_time=0.0, inversion
     ------
     ValueError
         ``t1`` not > 0, η outside (0, 1], or a pulse before the saturation.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------

@@ -1,21 +1,17 @@
 """The multi-delay fit: CBF and arterial transit time of the general kinetic model, per voxel.
 
-For a fixed ATT the kinetic model (:func:`ketamine_cbf.quantification.models.kinetic_pcasl`,
+The model is the general kinetic model :footcite:p:`buxton1998` in the form of the
+multi-timepoint consensus :footcite:p:`woods2024`. For a fixed ATT the kinetic model
+(:func:`ketamine_cbf.quantification.models.kinetic_pcasl`,
 :func:`~ketamine_cbf.quantification.models.kinetic_pasl`) is linear in CBF, so CBF is
-eliminated in closed form (variable projection, Golub & Pereyra 1973), leaving a 1-D
+eliminated in closed form (variable projection, :footcite:t:`golub1973`), leaving a 1-D
 residual in ATT that is minimised globally on a grid and refined by golden-section search,
 all voxels at once. ``benchmarks/bench_multipld_fit.py`` compares it with
 ``scipy.optimize.least_squares`` per voxel.
 
 References
 ----------
-Buxton R.B. et al. (1998). A general kinetic model for quantitative perfusion imaging with
-arterial spin labeling. MRM 40:383-396. doi:10.1002/mrm.1910400308
-Golub G., Pereyra V. (1973). The differentiation of pseudo-inverses and nonlinear least
-squares problems whose variables separate. SIAM J Numer Anal 10:413-432.
-doi:10.1137/0710036
-Woods J.G. et al. (2024). Recommendations for quantitative cerebral perfusion MRI using
-multi-timepoint arterial spin labeling. MRM 92:469-495. doi:10.1002/mrm.30091
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -104,7 +100,7 @@ def fit_kinetic_model(deltam, m0, plds, tau_or_ti1, alpha, t1_blood,
     """Fit CBF and ATT of the general kinetic model voxel-wise (vectorised).
 
     For a fixed ATT the model is linear in CBF, so CBF is eliminated in closed form
-    (variable projection, Golub & Pereyra 1973): CBF(ATT) = Σ w b y / Σ w b², with
+    (variable projection, :footcite:t:`golub1973`): CBF(ATT) = Σ w b y / Σ w b², with
     b the model for CBF = 1 and y = ΔM/M0, leaving a 1-D residual in ATT. It is
     minimised globally on a grid (``grid_step``) over ``att_bounds`` and refined by a
     golden-section search in the bracketing grid cell, all voxels at once. This finds the
@@ -148,6 +144,10 @@ def fit_kinetic_model(deltam, m0, plds, tau_or_ti1, alpha, t1_blood,
         an ATT-independent signal) the shortest ATT consistent with the data is returned.
     rss : ndarray (V,)
         Weighted residual sum of squares of ΔM/M0.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------

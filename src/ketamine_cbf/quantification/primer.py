@@ -5,19 +5,16 @@ functions below at build time (matplotlib's ``plot`` directive), so a figure can
 disagree with the equations: every curve is computed by the formulas of
 :mod:`ketamine_cbf.quantification.models`, the same ones the stage-1 quantifier uses
 (tested there against an independent numerical integration of the model). The formulas
-the primer's text and exercises name are re-exported here.
+the primer's text and exercises name are re-exported here. The figures show the general
+kinetic model :footcite:p:`buxton1998`, the white paper's single-delay quantification
+:footcite:p:`alsop2015` and background suppression :footcite:p:`garcia2005`.
 
 Units throughout: CBF in ml/100 g/min, times in s, signals as fractions of the
 equilibrium magnetisation of tissue (M0).
 
 References
 ----------
-Buxton R.B. et al. (1998). A general kinetic model for quantitative perfusion imaging with
-arterial spin labeling. MRM 40:383-396. doi:10.1002/mrm.1910400308
-Alsop D.C. et al. (2015). Recommended implementation of arterial spin-labeled perfusion
-MRI for clinical applications. MRM 73:102-116. doi:10.1002/mrm.25197
-Garcia D.M., Duhamel G., Alsop D.C. (2005). Efficiency of inversion pulses for
-background suppressed arterial spin labeling. MRM 54:366-372. doi:10.1002/mrm.20556
+.. footbibliography::
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ Metrics (one row per scan)
 ``neg_gm_pct``
     Percentage of grey-matter voxels with CBF < 0 (noise, motion, label failure).
 ``spatial_cov``
-    Spatial coefficient of variation, SD/mean of CBF in grey matter (Mutsaerts et al.
-    2017); high values flag vascular (transit-time) artefacts.
+    Spatial coefficient of variation, SD/mean of CBF in grey matter
+    :footcite:p:`mutsaerts2017`; high values flag vascular (transit-time) artefacts.
 ``qei``
-    Quality evaluation index (Dolui et al. 2024), in [0, 1]: the geometric mean of
+    Quality evaluation index :footcite:p:`dolui2024`, in [0, 1]: the geometric mean of
     ``1 − exp(−3.0126 ρ^2.4419)``, ``exp(−0.054 DI^0.9272)`` and
     ``exp(−2.8478 p^0.5196)``, with ρ the Pearson correlation between the CBF map
     (smoothed 5 mm FWHM) and the structural pseudo-CBF 2.5·pGM + pWM, DI the pooled
@@ -32,11 +32,7 @@ Metrics (one row per scan)
 
 References
 ----------
-Dolui S. et al. (2024). Automated quality evaluation index for arterial spin labeling
-derived cerebral blood flow maps. J Magn Reson Imaging. doi:10.1002/jmri.29308
-Mutsaerts H.J.M.M. et al. (2017). The spatial coefficient of variation in arterial spin
-labeling cerebral blood flow images. J Cereb Blood Flow Metab 37:3184-3192.
-doi:10.1177/0271678X16683690
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -59,7 +55,12 @@ __all__ = ["QC_COLUMNS", "QEI_COEF", "QCParams", "quality_evaluation_index", "qc
 QC_COLUMNS = ["gm_cbf", "wm_cbf", "gm_wm_ratio", "neg_gm_pct", "spatial_cov", "qei",
               "mask_dice", "n_gm_voxels", "qc_pass", "qc_reasons"]
 
-#: QEI coefficients (Dolui et al. 2024, as implemented in ASLPrep): (a, b) pairs.
+#: QEI coefficients as (a, b) pairs, from the published fit :footcite:p:`dolui2024` as
+#: implemented in ASLPrep.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 QEI_COEF = {"structural": (3.0126, 2.4419), "dispersion": (0.054, 0.9272),
             "negative": (2.8478, 0.5196)}
 
@@ -95,6 +96,10 @@ class QCParams:
     ------
     UsageError
         ``tissue_threshold`` outside (0, 1) or an empty ``gm_cbf_range``.
+
+    References
+    ----------
+    .. footbibliography::
     """
 
     tissue_threshold: float = 0.5
@@ -123,10 +128,10 @@ class QCParams:
 
 def quality_evaluation_index(cbf, gm, wm, csf, affine, threshold: float = 0.5,
                              brain=None, fwhm: float = 5.0) -> float:
-    """Quality evaluation index of a CBF map (Dolui et al. 2024), in [0, 1].
+    """Quality evaluation index of a CBF map, in [0, 1].
 
-    QEI = (f_ρ · f_DI · f_neg)^(1/3) with f_ρ = 1 − exp(−3.0126 ρ^2.4419),
-    f_DI = exp(−0.054 DI^0.9272), f_neg = exp(−2.8478 p^0.5196); ρ = max(0, Pearson r)
+    The published index :footcite:p:`dolui2024`: QEI = (f_ρ · f_DI · f_neg)^(1/3) with
+    f_ρ = 1 − exp(−3.0126 ρ^2.4419), f_DI = exp(−0.054 DI^0.9272), f_neg = exp(−2.8478 p^0.5196); ρ = max(0, Pearson r)
     between CBF (smoothed ``fwhm`` mm) and 2.5·pGM + pWM over the brain; DI = pooled
     variance of CBF within GM, WM, CSF (probability > ``threshold``) divided by the absolute mean GM CBF;
     p = fraction of GM voxels with CBF < 0.
@@ -148,6 +153,10 @@ def quality_evaluation_index(cbf, gm, wm, csf, affine, threshold: float = 0.5,
     -------
     float
         NaN if there are fewer than 10 GM voxels.
+
+    References
+    ----------
+    .. footbibliography::
     """
     s = smooth_fwhm(cbf, affine, fwhm) if fwhm else np.asarray(cbf, float)
     inside = (np.asarray(cbf) != 0) if brain is None else np.asarray(brain, bool)

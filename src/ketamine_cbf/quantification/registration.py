@@ -3,7 +3,7 @@
 Tissue probability maps in the scan's own (native) space come from the MNI152 template
 (:mod:`ketamine_cbf.reference.templates`) registered affinely to the scan's ASL reference with
 ANTs (antspyx; mutual information, so the T1 contrast of the template and the PD-like
-contrast of M0 need not match; Avants et al. 2011). The registration is deterministic
+contrast of M0 need not match; :footcite:t:`avants2011`). The registration is deterministic
 (fixed seed, one ITK thread) and cached per scan in ``cache_dir`` under a hash of the
 reference image, the registration settings and the code of this package. Stage 2 does the
 full normalisation separately; here the tissue maps only need to be good enough to
@@ -11,8 +11,7 @@ average CBF over grey and white matter.
 
 References
 ----------
-Avants B.B. et al. (2011). A reproducible evaluation of ANTs similarity metric performance
-in brain image registration. NeuroImage 54:2033-2044. doi:10.1016/j.neuroimage.2010.09.025
+.. footbibliography::
 """
 
 from __future__ import annotations
