@@ -7,8 +7,7 @@ from ketamine_cbf._docs import register
 register({
     "transform": """transform : {"rigid", "affine", "syn"}
     Registration model: ``rigid`` (6 parameters), ``affine`` (rigid then 12 parameters) or
-    ``syn`` (affine then symmetric diffeomorphic normalisation, Avants et al. 2008,
-    doi:10.1016/j.media.2007.06.004).""",
+    ``syn`` (affine then symmetric diffeomorphic normalisation, :footcite:t:`avants2008`).""",
     "ants_seed": """ants_seed : int
     Random seed of ANTs' metric sampling (stage 2 derives it from the master ``seed``).""",
     "registration": """registration : dict, optional

@@ -1,11 +1,15 @@
 """Maps on the template grid: template masks, resampling, smoothing and the global GM CBF.
 
 Every CBF map of stage 2 ends on the ``resolution`` mm grid of nilearn's MNI152 2009a
-template (Fonov et al. 2011, doi:10.1016/j.neuroimage.2010.07.033), either through a
-registration (:func:`warp_mask`, :func:`field_of_view`, with
-:func:`ketamine_cbf.normalisation.registration.apply_registration`) or, for maps already in
-an MNI space, by resampling only (:func:`resample_to_template`). It is then smoothed
-(:func:`smooth_image`) and summarised by its mean grey-matter CBF (:func:`global_gm_cbf`).
+template :footcite:p:`fonov2011`, either through a registration (:func:`warp_mask`,
+:func:`field_of_view`, with :func:`ketamine_cbf.normalisation.registration.apply_registration`)
+or, for maps already in an MNI space, by resampling only (:func:`resample_to_template`). It is
+then smoothed (:func:`smooth_image`) and summarised by its mean grey-matter CBF
+(:func:`global_gm_cbf`).
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ from ketamine_cbf.normalisation.registration import Registration, apply_registra
 __all__ = ["DEFAULT_FWHM", "template_grid_masks", "resample_to_template", "warp_mask",
            "field_of_view", "smooth_image", "global_gm_cbf", "global_cbf_summary"]
 
-#: Default smoothing kernel (FWHM, mm): the usual choice of voxel-wise ASL group analyses
-#: (SPM's default; SPM12 manual, Ashburner et al. 2021); about twice the 3.5-4 mm native ASL
-#: voxel, the size of the regional effects sought (matched-filter argument, Worsley et al.
-#: 1996, doi:10.1002/(SICI)1097-0193(1996)4:1<74::AID-HBM5>3.0.CO;2-M).
+#: Default smoothing kernel (FWHM, mm), the usual choice of voxel-wise ASL group analyses
+#: (SPM's default; SPM12 manual, :footcite:t:`spm12manual`); about twice the 3.5-4 mm native
+#: ASL voxel, the size of the regional effects sought (matched-filter argument,
+#: :footcite:t:`worsley1996`).
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 DEFAULT_FWHM = 8.0
 
 
@@ -33,10 +41,10 @@ DEFAULT_FWHM = 8.0
 def template_grid_masks(resolution: int = 2) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
     """Return the template brain mask (uint8) and grey-matter probability map (float32).
 
-    Both are nilearn's shipped MNI152 2009a maps (Fonov et al. 2011,
-    doi:10.1016/j.neuroimage.2010.07.033) on the ``resolution`` mm grid
-    (:mod:`ketamine_cbf.reference.templates`). Stage 2 writes them beside its maps; later
-    stages read those files with :func:`ketamine_cbf.io.derivatives.template_masks`.
+    Both are nilearn's shipped MNI152 2009a maps :footcite:p:`fonov2011` on the
+    ``resolution`` mm grid (:mod:`ketamine_cbf.reference.templates`). Stage 2 writes them
+    beside its maps; later stages read those files with
+    :func:`ketamine_cbf.io.derivatives.template_masks`.
 
     Parameters
     ----------
@@ -46,6 +54,10 @@ def template_grid_masks(resolution: int = 2) -> tuple[nib.Nifti1Image, nib.Nifti
     -------
     (nibabel.Nifti1Image, nibabel.Nifti1Image)
         Brain mask and GM probability map.
+
+    References
+    ----------
+    .. footbibliography::
     """
     from ketamine_cbf.reference import templates
 
@@ -138,8 +150,8 @@ def smooth_image(img, fwhm: float, mask=None) -> nib.Nifti1Image:
         ``sigma = fwhm / sqrt(8 ln 2)`` (per axis, divided by the voxel size); 0 returns the
         image unchanged (as float32).
     mask : path or Nifti1Image, optional
-        When given, normalised convolution within the mask (Knutsson and Westin 1993,
-        doi:10.1109/CVPR.1993.341081): ``G*(f m) / G*m`` inside the mask and 0 outside, so
+        When given, normalised convolution within the mask :footcite:p:`knutsson1993`:
+        ``G*(f m) / G*m`` inside the mask and 0 outside, so
         that values at the edge of the brain are not pulled towards the zeros outside it.
 
     Returns
@@ -153,6 +165,10 @@ def smooth_image(img, fwhm: float, mask=None) -> nib.Nifti1Image:
         Negative ``fwhm``.
     InputError
         Unreadable image or mask, or a mask of another shape.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -204,12 +220,16 @@ def global_gm_cbf(cbf, gm_prob, global_gm_threshold: float = 0.5, valid=None) ->
     -------
     float
         Mean GM CBF, the "global" CBF used for global normalisation of regional values
-        (Aslan and Lu 2010, doi:10.1016/j.mri.2010.03.037); NaN if no voxel qualifies.
+        :footcite:p:`aslan2010`; NaN if no voxel qualifies.
 
     Raises
     ------
     InputError
         Unreadable images, or a GM map on another grid.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------

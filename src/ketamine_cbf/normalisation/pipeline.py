@@ -410,6 +410,10 @@ def normalise_dataset(cbf_dir, out_dir, *, bids_dir=None, design: pd.DataFrame |
     -----
     The files written are listed in the module docstring
     (:mod:`ketamine_cbf.normalisation.pipeline`).
+
+    References
+    ----------
+    .. footbibliography::
     """
     w0 = time.time()
     params = _check_parameters(resolution, transform, fwhm, global_gm_threshold, registration,

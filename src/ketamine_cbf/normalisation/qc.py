@@ -53,7 +53,7 @@ def _mask_array(m) -> np.ndarray:
 def dice(a, b, within=None) -> float:
     """Return the Dice coefficient ``2|A∩B| / (|A|+|B|)`` of two masks.
 
-    Dice (1945), doi:10.2307/1932409.
+    The overlap measure of :footcite:t:`dice1945`.
 
     Parameters
     ----------
@@ -72,6 +72,10 @@ def dice(a, b, within=None) -> float:
     ------
     InputError
         Masks of different shapes.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -139,13 +143,12 @@ def registration_error(mask, registration: Registration, true_affine: np.ndarray
 def gm_correlation(cbf, gm_prob, within, fwhm: float = 8.0) -> float:
     """Pearson correlation of a template-space CBF map with the template GM probability.
 
-    Grey-matter CBF is 2-3 times white-matter CBF (Alsop et al. 2015, doi:10.1002/mrm.25197),
+    Grey-matter CBF is 2-3 times white-matter CBF :footcite:p:`alsop2015`,
     so a correctly normalised CBF map correlates positively with the GM probability map; a
     misregistered (shifted, rotated, flipped) map much less. A contrast-independent
     counterpart of the mask Dice, in the spirit of ExploreASL's comparison of CBF with a
-    pseudo-CBF template built from tissue maps (Mutsaerts et al. 2020,
-    doi:10.1016/j.neuroimage.2020.117031). Both maps are first smoothed with the same
-    Gaussian kernel inside ``within`` (normalised convolution,
+    pseudo-CBF template built from tissue maps :footcite:p:`mutsaerts2020`. Both maps are
+    first smoothed with the same Gaussian kernel inside ``within`` (normalised convolution,
     :func:`ketamine_cbf.normalisation.maps.smooth_image`), which removes most of the noise
     of a single ASL map and matches the maps' resolution.
 
@@ -167,6 +170,10 @@ def gm_correlation(cbf, gm_prob, within, fwhm: float = 8.0) -> float:
     ------
     InputError
         ``within`` on another grid than the CBF map.
+
+    References
+    ----------
+    .. footbibliography::
     """
     cbf = load_image(cbf, "CBF")
     w = np.asarray(within, dtype=bool)

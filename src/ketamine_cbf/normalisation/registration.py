@@ -2,9 +2,8 @@
 
 The registration reference written by stage 1 (``*_aslref.nii.gz``: the M0 image, else the
 mean control image; proton-density-like contrast) is registered to nilearn's MNI152 ICBM
-2009a T1 template with ANTs (Avants et al. 2008, doi:10.1016/j.media.2007.06.004; Avants
-et al. 2011, doi:10.1016/j.neuroimage.2010.09.025); the transform then carries any image of
-the scan onto the template grid (:func:`apply_registration`).
+2009a T1 template with ANTs :footcite:p:`avants2008,avants2011`; the transform then carries
+any image of the scan onto the template grid (:func:`apply_registration`).
 
 Design (measured on the simulated data and on the real ds000240 scan shipped in ``data/``;
 ``benchmarks/bench_normalise.py`` compares it with ANTs' quick recipe):
@@ -13,15 +12,15 @@ Design (measured on the simulated data and on the real ds000240 scan shipped in 
   skull-stripped template T1, resampled to ``registration_resolution`` mm (3 mm: finer than
   the 3.5-4 mm native ASL grid gains nothing, and costs 3x the time);
 * initialisation: the intensity centres of mass are aligned;
-* metric: Mattes mutual information, 32 bins (Mattes et al. 2003,
-  doi:10.1109/TMI.2003.809072), the standard cross-modal metric, since M0 (grey matter >
+* metric: Mattes mutual information, 32 bins :footcite:p:`mattes2003`, the standard
+  cross-modal metric, since M0 (grey matter >
   white matter) and T1 (white matter > grey matter) contrasts differ; regular sampling of
   50 % of the voxels in the rigid stage (run only at the coarse levels, where 10 % left too
   few samples: on the 16-slice ds000240 scan, solutions then differed by up to 10 mm between
   random seeds, < 3 mm at 50 %) and 10 % in the affine stage (the full-resolution level
   dominates the time; 10 % is as accurate as 25 % on the simulated data);
 * stages: rigid (shrink 4x2, smoothing 2x1 voxels), then affine (shrink 4x2x1, smoothing
-  2x1x0 voxels); optional symmetric normalisation (SyN, Avants et al. 2008) with mutual
+  2x1x0 voxels); optional symmetric normalisation (SyN, :footcite:t:`avants2008`) with mutual
   information at the two coarse levels; optionally through the subject's T1w (ASL -> T1w
   rigid, T1w -> template affine [+ SyN]).
 
@@ -34,6 +33,10 @@ convention of the simulation's ground truth
 
 Determinism. ANTs runs single-threaded (``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1``) with a
 fixed random seed (``ants_seed``): identical inputs and parameters give identical transforms.
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -219,6 +222,10 @@ def transform_stages(transform: str) -> tuple[str, ...]:
     UsageError
         Unknown model.
 
+    References
+    ----------
+    .. footbibliography::
+
     Examples
     --------
     >>> transform_stages("affine")
@@ -392,10 +399,13 @@ def register_to_template(moving, moving_mask=None, *, transform: str = "affine",
 
     Notes
     -----
-    Metric: Mattes mutual information (Mattes et al. 2003, doi:10.1109/TMI.2003.809072);
-    optimiser and multi-resolution scheme of ``antsRegistration`` (Avants et al. 2011,
-    doi:10.1016/j.neuroimage.2010.09.025). Run with
+    Metric: Mattes mutual information :footcite:p:`mattes2003`; optimiser and
+    multi-resolution scheme of ``antsRegistration`` :footcite:p:`avants2011`. Run with
     ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1`` for bit-reproducible results.
+
+    References
+    ----------
+    .. footbibliography::
     """
     s = registration_settings(registration)
     stages = transform_stages(transform)
@@ -440,6 +450,10 @@ def register_t1w_to_template(t1w, *, transform: str = "affine", ants_seed: int =
         Unreadable T1w.
     UsageError
         Unknown transform or registration setting.
+
+    References
+    ----------
+    .. footbibliography::
     """
     s = registration_settings(registration)
     stages = transform_stages(transform)
