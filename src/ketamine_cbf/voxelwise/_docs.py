@@ -12,7 +12,7 @@ __all__: list[str] = []
 
 register({
     "tfce": """tfce : bool
-    Threshold-free cluster enhancement and its FWE p-values (Smith & Nichols 2009;
+    Threshold-free cluster enhancement and its FWE p-values (:footcite:t:`smith2009`;
     E = 0.5, H = 2, 100 steps unless given).""",
     "two_sided": """two_sided : bool
     Test increases and decreases (maxima of ``|t|``, ``|TFCE|``, clusters of both signs);

@@ -3,8 +3,8 @@
 Private: the public entry points are :func:`ketamine_cbf.voxelwise.tfce.tfce` and
 :func:`ketamine_cbf.voxelwise.permutation.sign_flip_test`, whose docstrings give the
 algorithms and their sources (TFCE as the component tree of the level sets built with a
-disjoint-set forest, Tarjan 1975, Najman & Couprie 2006; cluster extent and mass as in
-nilearn's ``permuted_ols``).
+disjoint-set forest, :footcite:t:`tarjan1975`, :footcite:t:`najman2006`; cluster extent and
+mass as in nilearn's ``permuted_ols``).
 
 * :func:`alloc_workspace` / :func:`tfce_kernel`: TFCE of one masked statistic vector, in
   steps: number of thresholds, prefix sums of ``h^H``, level of each voxel, counting sort
@@ -14,6 +14,10 @@ nilearn's ``permuted_ols``).
   mass (parallel over flips: each flip is computed whole by one thread, so the results do
   not depend on the number of threads);
 * :func:`numba_threads`: run a block with a given number of numba threads.
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations

@@ -8,15 +8,12 @@ builds exactly that graph (or the 18/26-connected ones) as an ``(n_voxels, k)``
 index table, so the permutation kernels work on the masked vector directly.
 
 Connected components are found with a disjoint-set forest (union by size, path
-compression; Tarjan 1975), the same structure the TFCE kernel uses to build the
-component tree in one sorted pass (Najman & Couprie 2006).
+compression; :footcite:t:`tarjan1975`), the same structure the TFCE kernel uses to build the
+component tree in one sorted pass :footcite:p:`najman2006`.
 
 References
 ----------
-Tarjan R. E. (1975). Efficiency of a good but not linear set union algorithm.
-Journal of the ACM 22:215-225. doi:10.1145/321879.321884
-Najman L., Couprie M. (2006). Building the component tree in quasi-linear time.
-IEEE Transactions on Image Processing 15:3531-3539. doi:10.1109/TIP.2006.877518
+.. footbibliography::
 """
 
 from __future__ import annotations

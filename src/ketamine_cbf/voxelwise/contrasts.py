@@ -12,8 +12,8 @@ ketamine infusion, after placebo and after naltrexone pre-treatment. The contras
 
 Each is one map per subject, so the group test of a contrast is a one-sample test
 on these maps (:mod:`ketamine_cbf.voxelwise.permutation`), the standard analysis of a
-2 x 2 within-subject design by within-subject differences (Jones & Kenward 2014,
-ch. 2; Senn 2002).
+2 x 2 within-subject design by within-subject differences (:footcite:t:`jones2014`,
+ch. 2; :footcite:t:`senn2002`).
 
 Stage 2's table is read with :func:`ketamine_cbf.io.derivatives.read_cbf_maps` (the data
 contract's one reader). Scans with ``qc_pass`` false are excluded; several passing runs at the same time
@@ -22,29 +22,19 @@ passed; who enters which contrast, and why not, is returned by
 :func:`contrast_inclusion` and written to ``contrast_inclusion.tsv``.
 
 Global normalisation (optional) removes whole-brain CBF differences between scans
-before the subtraction, so that the contrast shows *regional* changes (Friston et
-al. 1990; Aslan & Lu 2010):
+before the subtraction, so that the contrast shows *regional* changes
+:footcite:p:`friston1990,aslan2010`:
 
 * ``"none"``: absolute CBF (ml/100 g/min);
 * ``"proportional"``: each map scaled by ``G / g_scan`` where ``g_scan`` is the
   scan's mean grey-matter CBF (``global_gm_cbf``) and ``G`` the grand mean of
   ``g_scan`` over the scans used, so values stay in ml/100 g/min on the group's
-  scale (proportional scaling, Friston et al. 1990);
+  scale (proportional scaling, :footcite:t:`friston1990`);
 * ``"additive"``: ``CBF - g_scan + G`` (ANCOVA-style additive adjustment).
 
 References
 ----------
-Jones B., Kenward M. G. (2014). Design and Analysis of Cross-Over Trials, 3rd ed.
-Chapman & Hall/CRC. doi:10.1201/b17537
-Senn S. (2002). Cross-over Trials in Clinical Research, 2nd ed. Wiley.
-doi:10.1002/0470854596
-Friston K. J., Frith C. D., Liddle P. F., Dolan R. J., Lammertsma A. A.,
-Frackowiak R. S. J. (1990). The relationship between global and local changes in
-PET scans. Journal of Cerebral Blood Flow and Metabolism 10:458-466.
-doi:10.1038/jcbfm.1990.88
-Aslan S., Lu H. (2010). On the sensitivity of ASL MRI in detecting regional
-differences in cerebral blood flow. Magnetic Resonance Imaging 28:928-935.
-doi:10.1016/j.mri.2010.03.037
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -349,7 +339,7 @@ def global_change_table(table: pd.DataFrame) -> pd.DataFrame:
 
     What global normalisation removes (or, without it, what is mixed into every
     voxel's ΔCBF): the contrast of the scans' mean GM CBF (``global_gm_deltacbf`` of
-    ``contrasts.tsv``), with a one-sample t test (Student 1908).
+    ``contrasts.tsv``), with a one-sample t test :footcite:p:`student1908`.
 
     Parameters
     ----------
@@ -363,7 +353,7 @@ def global_change_table(table: pd.DataFrame) -> pd.DataFrame:
 
     References
     ----------
-    Student (1908). The probable error of a mean. Biometrika 6:1-25. doi:10.2307/2331554
+    .. footbibliography::
     """
     from scipy import stats
 

@@ -44,7 +44,7 @@ def analysis_mask(normalisation_dir: str | Path, map_paths: list,
     """Voxels analysed: brain mask ∩ GM probability ≥ threshold ∩ data in every map.
 
     CBF is measured reliably in grey matter (ASL's SNR in white matter is low;
-    Alsop et al. 2015), so the search volume is the template's grey matter. A voxel
+    :footcite:t:`alsop2015`), so the search volume is the template's grey matter. A voxel
     is kept only if every subject contrast map is finite there (full coverage).
 
     Parameters
@@ -70,9 +70,7 @@ def analysis_mask(normalisation_dir: str | Path, map_paths: list,
 
     References
     ----------
-    Alsop D. C. et al. (2015). Recommended implementation of arterial spin-labeled
-    perfusion MRI for clinical applications. Magnetic Resonance in Medicine 73:102-116.
-    doi:10.1002/mrm.25197
+    .. footbibliography::
     """
     if not 0 <= mask_gm_threshold < 1:
         raise UsageError(f"mask_gm_threshold must be in [0, 1) (got {mask_gm_threshold})")
@@ -146,7 +144,7 @@ def order_covariate(order: pd.Series) -> np.ndarray | None:
 
     With this sum-to-zero coding the intercept tested by the sign-flip test is the
     unweighted mean of the two sequence groups' mean contrasts, the period-adjusted
-    treatment estimate of the 2 x 2 crossover (Jones & Kenward 2014, sec. 2.3).
+    treatment estimate of the 2 x 2 crossover (:footcite:t:`jones2014`, sec. 2.3).
 
     Parameters
     ----------
@@ -165,8 +163,7 @@ def order_covariate(order: pd.Series) -> np.ndarray | None:
 
     References
     ----------
-    Jones B., Kenward M. G. (2014). Design and Analysis of Cross-Over Trials, 3rd ed.
-    Chapman & Hall/CRC. doi:10.1201/b17537
+    .. footbibliography::
 
     Examples
     --------
@@ -317,7 +314,7 @@ def group_inference(table: pd.DataFrame, mask_img, contrast: str, n_perm: int = 
     %(cluster_forming_p)s
     %(covariates)s
     E, H : float
-        TFCE exponents (Smith & Nichols 2009).
+        TFCE exponents :footcite:p:`smith2009`.
     connectivity : {6, 18, 26}
         Voxel neighbourhood of TFCE and clusters (6 = FSL, nilearn).
     exhaustive : "auto" or bool
@@ -339,6 +336,10 @@ def group_inference(table: pd.DataFrame, mask_img, contrast: str, n_perm: int = 
     InputError
         Fewer than two subjects, maps off the mask's grid or not finite inside it, or
         no degrees of freedom left.
+
+    References
+    ----------
+    .. footbibliography::
     """
     from nilearn.image import load_img
 
@@ -451,7 +452,7 @@ def inference_facts(results: dict, fwe_alpha: float = 0.05) -> pd.DataFrame:
     """One row per contrast: subjects, permutations, thresholds and FWE critical values.
 
     The critical value of a max statistic is the ``1 - fwe_alpha`` quantile of its
-    permutation distribution (Nichols & Holmes 2002): a voxel (or cluster) exceeding
+    permutation distribution :footcite:p:`nichols2002`: a voxel (or cluster) exceeding
     it is FWE-significant at ``fwe_alpha``.
 
     Parameters
@@ -469,8 +470,7 @@ def inference_facts(results: dict, fwe_alpha: float = 0.05) -> pd.DataFrame:
 
     References
     ----------
-    Nichols T. E., Holmes A. P. (2002). Nonparametric permutation tests for functional
-    neuroimaging: a primer with examples. Human Brain Mapping 15:1-25. doi:10.1002/hbm.1058
+    .. footbibliography::
     """
     rows = []
     for name, r in results.items():

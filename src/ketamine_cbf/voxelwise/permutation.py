@@ -7,11 +7,11 @@ In the crossover every subject contributes one difference map per contrast
 distribution of each subject's difference map is symmetric about zero, so flipping
 its sign leaves the joint distribution unchanged: the subjects' maps are
 *independent and symmetric errors* (ISE) and the ``2^n`` sign flips are the
-permutation group of the one-sample t test (Winkler et al. 2014, sec. 2.3;
-Nichols & Holmes 2002). Subjects stay whole (all voxels flipped together), which
+permutation group of the one-sample t test (:footcite:t:`winkler2014`, sec. 2.3;
+:footcite:t:`nichols2002`). Subjects stay whole (all voxels flipped together), which
 preserves the spatial correlation of the data and gives exact family-wise error
-(FWE) control through the maximum statistic over the brain (Nichols & Holmes 2002;
-Westfall & Young 1993).
+(FWE) control through the maximum statistic over the brain
+:footcite:p:`nichols2002,westfall1993`.
 
 What is computed
 ----------------
@@ -23,18 +23,18 @@ For sign vectors ``s`` (rows of ``signs``) and data ``Y`` (subjects x voxels):
   Because ``sum(y^2)`` is invariant to sign flips, the statistics of a block of
   ``B`` flips are **one matrix product** ``(B x n) @ (n x V)``;
 * nuisance covariates (e.g. crossover order) with the Freedman-Lane scheme
-  (Freedman & Lane 1983; Winkler et al. 2014, table 2): the data are residualised
+  (:footcite:t:`freedman1983`; :footcite:t:`winkler2014`, table 2): the data are residualised
   on the nuisance regressors ``Z``, the residuals are sign-flipped and the full
   model is refitted, ``t = b * sqrt((n - 1 - k) / (1 - |Q'(s*r)|^2 - b^2))`` with
   ``Q`` an orthonormal basis of ``Z`` -- exactly nilearn's ``permuted_ols``;
 * per flip, the maximum over voxels of ``t`` (``|t|`` two-sided) -> voxel-wise FWE
-  (max-T, Nichols & Holmes 2002); of TFCE (Smith & Nichols 2009, via
+  (max-T, :footcite:t:`nichols2002`); of TFCE (:footcite:t:`smith2009`, via
   :mod:`ketamine_cbf.voxelwise.tfce`); and of cluster extent (voxel count) and cluster
-  mass (sum of ``|t| - threshold`` over the cluster; Bullmore et al. 1999;
-  Zhang et al. 2009) at a cluster-forming threshold.
+  mass (sum of ``|t| - threshold`` over the cluster; :footcite:t:`bullmore1999`;
+  :footcite:t:`zhang2009`) at a cluster-forming threshold.
 
 FWE p-values are ``p = (1 + #{h0_max >= observed}) / (n_perm + 1)`` (nilearn's rank
-rule; it counts the observed labelling once, Phipson & Smyth 2010), reported as
+rule; it counts the observed labelling once, :footcite:t:`phipson2010`), reported as
 ``-log10 p``. nilearn's cluster p-values use a different rule (``null_to_p``:
 ``#{h0 >= observed} / n_perm`` clipped to ``[1/n_perm, 1 - 1/n_perm]``, also outside
 clusters); :func:`ketamine_cbf.voxelwise.nilearn_compat.non_parametric_inference`
@@ -52,23 +52,7 @@ per permutation: see ``benchmarks/bench_permutation.py`` for times and ratios an
 
 References
 ----------
-Nichols T. E., Holmes A. P. (2002). Nonparametric permutation tests for functional
-neuroimaging: a primer with examples. Human Brain Mapping 15:1-25. doi:10.1002/hbm.1058
-Winkler A. M., Ridgway G. R., Webster M. A., Smith S. M., Nichols T. E. (2014).
-Permutation inference for the general linear model. NeuroImage 92:381-397.
-doi:10.1016/j.neuroimage.2014.01.060
-Freedman D., Lane D. (1983). A nonstochastic interpretation of reported significance
-levels. Journal of Business & Economic Statistics 1:292-298. doi:10.2307/1391660
-Westfall P. H., Young S. S. (1993). Resampling-Based Multiple Testing. Wiley.
-Smith S. M., Nichols T. E. (2009). Threshold-free cluster enhancement.
-NeuroImage 44:83-98. doi:10.1016/j.neuroimage.2008.03.061
-Bullmore E. T. et al. (1999). Global, voxel, and cluster tests, by theory and
-permutation, for a difference between two groups of structural MR images of the
-brain. IEEE Transactions on Medical Imaging 18:32-42. doi:10.1109/42.750253
-Zhang H., Nichols T. E., Johnson T. D. (2009). Cluster mass inference via random
-field theory. NeuroImage 44:51-61. doi:10.1016/j.neuroimage.2008.08.017
-Phipson B., Smyth G. K. (2010). Permutation p-values should never be zero.
-Statistical Applications in Genetics and Molecular Biology 9:39. doi:10.2202/1544-6115.1585
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -142,7 +126,7 @@ def one_sample_t(data: np.ndarray, confounds: np.ndarray | None = None) -> np.nd
     """One-sample t statistic per column, optionally adjusted for nuisance covariates.
 
     Without covariates this is ``mean / (sd / sqrt(n))`` with the ``n - 1``
-    standard deviation (Student 1908), computed in nilearn's normalised form
+    standard deviation :footcite:p:`student1908`, computed in nilearn's normalised form
     ``b * sqrt((n - 1) / (1 - b^2))`` with ``b = sum(y) / (sqrt(n) |y|)``. With
     covariates ``Z`` (no constant column), the t of the intercept in the OLS model
     ``y = 1 b0 + Z g + e`` (``n - 1 - k`` degrees of freedom).
@@ -158,6 +142,10 @@ def one_sample_t(data: np.ndarray, confounds: np.ndarray | None = None) -> np.nd
     -------
     numpy.ndarray, shape (n_voxels,)
         NaN where a column is identically zero.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -175,8 +163,8 @@ def one_sample_t(data: np.ndarray, confounds: np.ndarray | None = None) -> np.nd
 def fwe_logp(observed: np.ndarray, h0_max: np.ndarray) -> np.ndarray:
     """``-log10`` FWE-corrected p-values from a max-statistic null distribution.
 
-    ``p = (1 + #{h0_max >= observed}) / (n_perm + 1)`` (Nichols & Holmes 2002;
-    Phipson & Smyth 2010), nilearn's rule for max-T and TFCE (it counts
+    ``p = (1 + #{h0_max >= observed}) / (n_perm + 1)``
+    :footcite:p:`nichols2002,phipson2010`, nilearn's rule for max-T and TFCE (it counts
     ``h0 < observed`` as the rank). ``observed`` must already be on the scale of
     ``h0_max`` (``|t|`` for a two-sided test).
 
@@ -191,6 +179,10 @@ def fwe_logp(observed: np.ndarray, h0_max: np.ndarray) -> np.ndarray:
     -------
     numpy.ndarray
         ``-log10 p``, same shape as ``observed``.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -217,7 +209,7 @@ def cluster_fwe_logp(cluster_values: np.ndarray, h0_max: np.ndarray,
         Null distribution of the largest cluster size or mass.
     convention : {"phipson", "nilearn"}
         ``"phipson"``: ``(1 + #{h0 >= value}) / (n_perm + 1)`` in clusters and
-        ``p = 1`` outside (Phipson & Smyth 2010; PALM, randomise);
+        ``p = 1`` outside (:footcite:t:`phipson2010`; PALM, randomise);
         ``"nilearn"``: nilearn's ``null_to_p(..., "larger")``,
         ``#{h0 >= value} / n_perm`` clipped to ``[1/n_perm, 1 - 1/n_perm]``
         everywhere (also outside clusters).
@@ -231,6 +223,10 @@ def cluster_fwe_logp(cluster_values: np.ndarray, h0_max: np.ndarray,
     ------
     UsageError
         An unknown ``convention``.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -299,8 +295,8 @@ def cluster_measures(stat: np.ndarray, neighbours: np.ndarray, threshold: float,
     """Per-voxel cluster labels, extents and masses of a thresholded statistic.
 
     Cluster extent is the voxel count of each supra-threshold cluster; cluster
-    mass is ``sum(|t| - threshold)`` over it (Bullmore et al. 1999; Zhang et al.
-    2009), as nilearn computes them.
+    mass is ``sum(|t| - threshold)`` over it :footcite:p:`bullmore1999,zhang2009`, as
+    nilearn computes them.
 
     Parameters
     ----------
@@ -317,6 +313,10 @@ def cluster_measures(stat: np.ndarray, neighbours: np.ndarray, threshold: float,
     -------
     labels, size, mass : numpy.ndarray, shape (n_voxels,)
         Cluster label (0 = none), and the size / mass of each voxel's cluster.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------
@@ -394,6 +394,10 @@ def sign_flip_test(data: np.ndarray, signs: np.ndarray, neighbours: np.ndarray |
     UsageError
         Data not 2-D, signs of the wrong shape or not ``+1``/``-1``, or TFCE/cluster
         inference without a (matching) neighbour table.
+
+    References
+    ----------
+    .. footbibliography::
     """
     Y, S, Z, neighbours = _check_inputs(data, signs, confounds, neighbours,
                                         tfce or cluster_threshold is not None)

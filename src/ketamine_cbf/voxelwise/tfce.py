@@ -1,6 +1,6 @@
 """Threshold-free cluster enhancement (TFCE) in one sorted pass with union-find.
 
-TFCE (Smith & Nichols 2009) replaces each voxel's statistic by the integral, over
+TFCE :footcite:p:`smith2009` replaces each voxel's statistic by the integral, over
 thresholds ``h`` up to the voxel's value, of ``e(h)^E * h^H``, where ``e(h)`` is
 the extent (voxel count) of the supra-threshold cluster containing the voxel. With
 the discretisation used by FSL's ``fslmaths -tfce`` and nilearn
@@ -14,8 +14,9 @@ nilearn evaluates this by labelling the thresholded map ``K`` times (``scipy.ndi
 on the whole volume, about 1.3 s per 2 mm map here). This module computes the same
 numbers exactly in a single pass: voxels are bucketed by their threshold level
 (counting sort), added from the top level down, and merged with already-added
-neighbours in a disjoint-set forest (union by size, path compression; Tarjan 1975),
-which builds the component tree of the level sets (Najman & Couprie 2006).
+neighbours in a disjoint-set forest (union by size, path compression;
+:footcite:t:`tarjan1975`), which builds the component tree of the level sets
+:footcite:p:`najman2006`.
 Each root carries a lazy increment ("potential"): while a component is unchanged
 between levels ``s`` and ``k+1`` every member gains ``e^E * (P_s - P_k)`` with
 ``P_k = sum_{j<=k} h_j^H``, added once at the root when the component next changes;
@@ -42,13 +43,7 @@ at every level (``NaN < h`` is false) and they inflate neighbouring clusters.
 
 References
 ----------
-Smith S. M., Nichols T. E. (2009). Threshold-free cluster enhancement: addressing
-problems of smoothing, threshold dependence and localisation in cluster inference.
-NeuroImage 44:83-98. doi:10.1016/j.neuroimage.2008.03.061
-Tarjan R. E. (1975). Efficiency of a good but not linear set union algorithm.
-Journal of the ACM 22:215-225. doi:10.1145/321879.321884
-Najman L., Couprie M. (2006). Building the component tree in quasi-linear time.
-IEEE Transactions on Image Processing 15:3531-3539. doi:10.1109/TIP.2006.877518
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -119,7 +114,7 @@ def tfce(stat: np.ndarray, neighbours: np.ndarray, E: float = 0.5, H: float = 2.
          dh="auto", two_sided: bool = True) -> np.ndarray:
     """Threshold-free cluster enhancement of a masked statistic vector.
 
-    Implements Smith & Nichols (2009), eq. 1, with fslmaths'/nilearn's
+    Implements :footcite:t:`smith2009`, eq. 1, with fslmaths'/nilearn's
     discretisation (see the module docstring): ``TFCE(v) = sign(t_v) *
     sum_{k: h_k <= |t_v|} e_k(v)^E h_k^H``, equal to
     ``nilearn.mass_univariate._utils.calculate_tfce`` to rounding error.
@@ -131,7 +126,7 @@ def tfce(stat: np.ndarray, neighbours: np.ndarray, E: float = 0.5, H: float = 2.
     neighbours : numpy.ndarray of int32, shape (n_voxels, k)
         Neighbour table from :func:`ketamine_cbf.voxelwise.connectivity.grid_neighbours`.
     E, H : float
-        Extent and height exponents (Smith & Nichols 2009 recommend 0.5 and 2).
+        Extent and height exponents (:footcite:t:`smith2009` recommend 0.5 and 2).
     dh : "auto" or float
         Threshold step: ``"auto"`` = 100 steps up to the maximum (fslmaths, nilearn).
     two_sided : bool
@@ -146,6 +141,10 @@ def tfce(stat: np.ndarray, neighbours: np.ndarray, E: float = 0.5, H: float = 2.
     ------
     ValueError
         ``neighbours`` does not have one row per voxel.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------

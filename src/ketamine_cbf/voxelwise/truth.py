@@ -3,14 +3,13 @@
 A simulated dataset carries its ground truth (read only through
 :mod:`ketamine_cbf.io.groundtruth`): the pooled ketamine effect ``K`` (mean of the two
 arms) and the interaction ``I`` (naltrexone − placebo) as MNI maps. Real data have none,
-and every function here then returns None or an empty table.
+and every function here then returns None or an empty table. With global normalisation
+the truth is normalised like the measured maps (proportional scaling or additive
+adjustment, :footcite:t:`friston1990`; see :func:`contrast_truth`).
 
 References
 ----------
-Friston K. J., Frith C. D., Liddle P. F., Dolan R. J., Lammertsma A. A.,
-Frackowiak R. S. J. (1990). The relationship between global and local changes in
-PET scans. Journal of Cerebral Blood Flow and Metabolism 10:458-466.
-doi:10.1038/jcbfm.1990.88
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ def contrast_truth(bids_dir, contrast: str, target_img, global_normalise: str = 
     scaling gives ``T - (g_T / G) B`` and additive adjustment ``T - g_T``, where ``g_T``
     is the mean of the truth ``T`` over grey matter (GM probability >=
     ``global_gm_threshold``, stage 2's definition of global CBF), ``B`` the mean baseline
-    CBF map and ``G`` its GM mean (Friston et al. 1990).
+    CBF map and ``G`` its GM mean :footcite:p:`friston1990`.
 
     Parameters
     ----------
@@ -90,6 +89,10 @@ def contrast_truth(bids_dir, contrast: str, target_img, global_normalise: str = 
     ------
     UsageError
         Normalisation without ``baseline_img`` and ``gm_img``, or an unknown one.
+
+    References
+    ----------
+    .. footbibliography::
     """
     from nilearn.image import load_img
 
