@@ -13,7 +13,7 @@ register({
     "receptors": """receptors : list of str
     PET maps to compare with (names of :data:`ketamine_cbf.study.RECEPTORS`).""",
     "cortical_atlas": """cortical_atlas : {"schaefer200", "schaefer400", "none"}
-    Cortical parcellation (Schaefer et al. 2018, 7 networks, shipped).""",
+    Cortical parcellation (:footcite:t:`schaefer2018`, 7 networks, shipped).""",
     "subcortical_atlas": """subcortical_atlas : {"harvard_oxford", "none"}
     Subcortical structures added to the atlas (14 Harvard-Oxford structures).""",
     "subcortical_threshold": """subcortical_threshold : float
@@ -21,8 +21,8 @@ register({
     "min_parcel_voxels": """min_parcel_voxels : int
     Parcels with fewer voxels inside the brain mask are dropped.""",
     "null_models": """null_models : list of {"variogram", "moran"}
-    Spatial null models: variogram-matched surrogates (Burt et al. 2020) and Moran
-    spectral randomisation (Wagner & Dray 2015).""",
+    Spatial null models: variogram-matched surrogates :footcite:p:`burt2020` and Moran
+    spectral randomisation :footcite:p:`wagner2015`.""",
     "n_nulls": """n_nulls : int
     Null maps per group ΔCBF map and null model (p resolution ``1 / (n_nulls + 1)``).""",
     "null_hemispheres": """null_hemispheres : {"joint", "separate"}

@@ -6,13 +6,11 @@ module holds the machinery it runs. :class:`_VariogramGeometry` mirrors
 matrix), :class:`_VariogramModel` its surrogate generator for one map, and
 :func:`_variogram_block` draws a whole set of surrogates in brainsmash's batches, from
 brainsmash's own random stream, so that for the same seed and batch size the surrogates
-equal brainsmash's (tested to 1e-8).
+equal brainsmash's (tested to 1e-8). The model is that of :footcite:t:`burt2020`.
 
 References
 ----------
-Burt J. B., Helmer M., Shinn M., Anticevic A., Murray J. D. (2020). Generative modeling
-of brain maps with spatial autocorrelation. NeuroImage 220:117038.
-doi:10.1016/j.neuroimage.2020.117038
+.. footbibliography::
 """
 
 from __future__ import annotations

@@ -4,18 +4,13 @@ For each contrast, PET map and correlation measure: the correlation across parce
 naive parametric p (independent parcels assumed) and, for each spatial null model, the
 two-sided Monte-Carlo p against the correlations of the null maps of the ΔCBF map
 (:func:`ketamine_cbf.stattools.monte_carlo_p`, +1 correction), as neuromaps'
-``compare_images(src, trg, nulls=...)``; Benjamini-Hochberg FDR
-(:func:`ketamine_cbf.stattools.fdr`) across the PET maps within contrast, measure and
-test. The tables shown in the stage notebook are derived here as well.
+``compare_images(src, trg, nulls=...)`` :footcite:p:`markello2022`; Benjamini-Hochberg FDR
+:footcite:p:`benjamini1995` (:func:`ketamine_cbf.stattools.fdr`) across the PET maps within
+contrast, measure and test. The tables shown in the stage notebook are derived here as well.
 
 References
 ----------
-Markello R. D. et al. (2022). neuromaps: structural and functional interpretation of
-brain maps. Nat Methods 19:1472-1479. doi:10.1038/s41592-022-01625-w
-
-Benjamini Y., Hochberg Y. (1995). Controlling the false discovery rate: a practical and
-powerful approach to multiple testing. J R Stat Soc B 57:289-300.
-doi:10.1111/j.2517-6161.1995.tb02031.x
+.. footbibliography::
 """
 
 from __future__ import annotations

@@ -1,23 +1,14 @@
 """All PET maps together: multiple regression and dominance analysis, with null p.
 
 A ΔCBF map is regressed on all PET maps at once (z-scored, ranked first for Spearman)
-and the model's R² is split among the maps by general dominance (Azen & Budescu 2003;
-Hansen et al. 2022): each map's average R² increment over all sub-models. R², dominances
-and standardised betas are tested by refitting the model to the spatial nulls of the
-ΔCBF map.
+and the model's R² is split among the maps by general dominance
+:footcite:p:`budescu1993,azen2003,hansen2022`: each map's average R² increment over all
+sub-models. R², dominances and standardised betas are tested by refitting the model to
+the spatial nulls of the ΔCBF map.
 
 References
 ----------
-Azen R., Budescu D. V. (2003). The dominance analysis approach for comparing predictors
-in multiple regression. Psychol Methods 8:129-148. doi:10.1037/1082-989X.8.2.129
-
-Budescu D. V. (1993). Dominance analysis: a new approach to the problem of relative
-importance of predictors in multiple regression. Psychol Bull 114:542-551.
-doi:10.1037/0033-2909.114.3.542
-
-Hansen J. Y. et al. (2022). Mapping neurotransmitter systems to the structural and
-functional organization of the human neocortex. Nat Neurosci 25:1569-1581.
-doi:10.1038/s41593-022-01186-3
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -53,11 +44,15 @@ def _r2_all_subsets(X, Y):
 
 
 def _general_dominance(R2, p):
-    """General dominance of each predictor from all-subset R^2 (Azen & Budescu 2003).
+    """General dominance of each predictor from all-subset R^2.
 
-    ``C_k(i)`` = mean over subsets ``S`` of size ``k`` without ``i`` of
-    ``R2(S + i) - R2(S)``; general dominance = mean of ``C_k(i)`` over ``k = 0..p-1``.
-    The general dominances sum to the full model's R^2.
+    As defined by :footcite:t:`azen2003`: ``C_k(i)`` = mean over subsets ``S`` of size
+    ``k`` without ``i`` of ``R2(S + i) - R2(S)``; general dominance = mean of ``C_k(i)``
+    over ``k = 0..p-1``. The general dominances sum to the full model's R^2.
+
+    References
+    ----------
+    .. footbibliography::
     """
     out = np.zeros((p,) + R2.shape[1:])
     for i in range(p):
@@ -110,9 +105,10 @@ def dominance_analysis(y, X: pd.DataFrame, nulls=None,
                        method: str = "spearman") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Multiple regression of a map on all PET maps, with dominance analysis and null p.
 
-    Significance of the R^2, the dominances and the standardised betas is assessed by
-    refitting the model to spatial nulls of ``y`` (the same null maps as the
-    correlations): one-sided for R^2 and dominance, two-sided for betas, +1 correction.
+    Dominance is general dominance :footcite:p:`azen2003`. Significance of the R^2, the
+    dominances and the standardised betas is assessed by refitting the model to spatial
+    nulls of ``y`` (the same null maps as the correlations): one-sided for R^2 and
+    dominance, two-sided for betas, +1 correction.
 
     Parameters
     ----------
@@ -141,7 +137,7 @@ def dominance_analysis(y, X: pd.DataFrame, nulls=None,
 
     References
     ----------
-    Azen R., Budescu D. V. (2003). Psychol Methods 8:129-148. doi:10.1037/1082-989X.8.2.129
+    .. footbibliography::
     """
     Xv, yv = X.to_numpy(float), np.asarray(y, dtype=float).ravel()
     _check(yv, Xv)

@@ -4,18 +4,13 @@ Random maps independent of every PET map by construction (Gaussian random fields
 power-law spectrum, parcellated with the analysis atlas) are tested against a PET map
 with the naive test and with each null model. A valid test rejects a true null
 hypothesis at its nominal rate; the naive test rejects far more often as soon as the
-maps are as smooth as brain maps (Markello & Misic 2021).
+maps are as smooth as brain maps :footcite:p:`markello2021`. The null models include the
+variogram surrogates of :footcite:t:`burt2020`; each rate comes with the exact binomial
+interval of :footcite:t:`clopper1934`.
 
 References
 ----------
-Markello R. D., Misic B. (2021). Comparing spatial null models for brain maps.
-NeuroImage 236:118052. doi:10.1016/j.neuroimage.2021.118052
-
-Burt J. B. et al. (2020). Generative modeling of brain maps with spatial
-autocorrelation. NeuroImage 220:117038. doi:10.1016/j.neuroimage.2020.117038
-
-Clopper C. J., Pearson E. S. (1934). The use of confidence or fiducial limits illustrated
-in the case of the binomial. Biometrika 26:404-413. doi:10.1093/biomet/26.4.404
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -66,7 +61,7 @@ def random_smooth_maps(atlas: Atlas, n_maps: int, exponents=(0.0, 1.0, 2.0, 3.0)
     that the periodic boundary does not wrap correlations around) and averaged within
     parcels. ``alpha = 0`` is white noise (no autocorrelation: the naive test is
     valid); brain maps have ``alpha`` around 2-3. This follows the simulation design
-    of Markello & Misic (2021), who generated such fields on the surface, here in the
+    of :footcite:t:`markello2021`, who generated such fields on the surface, here in the
     volume. The maps are independent of every PET map by construction.
 
     Parameters
@@ -96,7 +91,7 @@ def random_smooth_maps(atlas: Atlas, n_maps: int, exponents=(0.0, 1.0, 2.0, 3.0)
 
     References
     ----------
-    Markello R. D., Misic B. (2021). NeuroImage 236:118052. doi:10.1016/j.neuroimage.2021.118052
+    .. footbibliography::
     """
     al = np.atleast_1d(np.asarray(exponents, dtype=float))
     if np.any(al < 0) or np.any(al > 5):
@@ -128,7 +123,8 @@ def false_positive_rates(sim_maps, target, D, models=("variogram", "moran"), n_s
 
     For each simulated map: its correlation with ``target``, the parametric p, and the
     p from ``n_sim_nulls`` null maps *of the simulated map* for each model (the same
-    direction as the group analysis, where nulls are made of the ΔCBF map).
+    direction as the group analysis, where nulls are made of the ΔCBF map). This is the
+    false-positive analysis of spatial null models of :footcite:t:`markello2021`.
 
     Parameters
     ----------
@@ -160,8 +156,7 @@ def false_positive_rates(sim_maps, target, D, models=("variogram", "moran"), n_s
 
     References
     ----------
-    Markello R. D., Misic B. (2021). NeuroImage 236:118052 (false-positive rates of
-    spatial null models). doi:10.1016/j.neuroimage.2021.118052
+    .. footbibliography::
     """
     S = np.atleast_2d(np.asarray(sim_maps, dtype=float))
     t = np.asarray(target, dtype=float)
@@ -186,6 +181,9 @@ def summarise_false_positives(per_map: pd.DataFrame, nominal_alpha: float = 0.05
                               by=("method", "test")) -> pd.DataFrame:
     """False-positive rate at ``nominal_alpha`` with a 95 % Clopper-Pearson interval per group.
 
+    The interval is the exact binomial interval of :footcite:t:`clopper1934`
+    (``scipy.stats.binomtest``).
+
     Parameters
     ----------
     per_map : pandas.DataFrame
@@ -202,8 +200,7 @@ def summarise_false_positives(per_map: pd.DataFrame, nominal_alpha: float = 0.05
 
     References
     ----------
-    Clopper C. J., Pearson E. S. (1934). Biometrika 26:404-413 (``scipy.stats.binomtest``).
-    doi:10.1093/biomet/26.4.404
+    .. footbibliography::
 
     Examples
     --------

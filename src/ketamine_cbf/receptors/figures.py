@@ -279,7 +279,7 @@ def plot_false_positive_rates(summary: pd.DataFrame, nominal_alpha: float = 0.05
 def plot_variograms(x, null_sets: dict, D, title: str = "", n_show: int = 200, percentile: float = 70):
     """Semivariogram of a map with the mean and 95 % band of its null maps' variograms.
 
-    Well-matched nulls overlay the map's variogram (Burt et al. 2020, Fig. 2). The null
+    Well-matched nulls overlay the map's variogram (:footcite:t:`burt2020`, Fig. 2). The null
     maps are shown as generated (not rescaled), up to the ``percentile``-th percentile
     of the parcel distances.
 
@@ -304,7 +304,7 @@ def plot_variograms(x, null_sets: dict, D, title: str = "", n_show: int = 200, p
 
     References
     ----------
-    Burt J. B. et al. (2020). NeuroImage 220:117038. doi:10.1016/j.neuroimage.2020.117038
+    .. footbibliography::
     """
     plt = _plt()
     x = np.asarray(x, dtype=float)

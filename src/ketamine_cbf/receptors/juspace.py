@@ -1,16 +1,14 @@
 """Subject level, as JuSpace does: each subject's ΔCBF map against each PET map.
 
-For each subject, ``z = arctanh(r)`` of its parcellated map with the PET map; across
-subjects a one-sample t-test of ``z`` against 0 (JuSpace's default), and JuSpace's
-spatial-null test of the mean z: the mean z recomputed with each null map of the PET map
-in place of the PET map (the same null map for every subject), two-sided with the +1
-correction (:func:`ketamine_cbf.stattools.monte_carlo_p`).
+The analysis of JuSpace :footcite:p:`dukart2021`. For each subject, ``z = arctanh(r)`` of
+its parcellated map with the PET map; across subjects a one-sample t-test of ``z`` against 0
+(JuSpace's default), and JuSpace's spatial-null test of the mean z: the mean z recomputed
+with each null map of the PET map in place of the PET map (the same null map for every
+subject), two-sided with the +1 correction (:func:`ketamine_cbf.stattools.monte_carlo_p`).
 
 References
 ----------
-Dukart J. et al. (2021). JuSpace: a tool for spatial correlation analyses of magnetic
-resonance imaging data with nuclear imaging derived neurotransmitter maps. Hum Brain
-Mapp 42:555-566. doi:10.1002/hbm.25244
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -70,10 +68,11 @@ def subject_level_tests(subject_maps: pd.DataFrame, pet: pd.DataFrame, pet_nulls
                         method: str = "spearman", fdr_alpha: float = 0.05) -> pd.DataFrame:
     """JuSpace subject-level test of map-to-PET correspondence, per contrast and PET map.
 
-    Because every subject map shares the same spatial structure, the t-test of the
-    subjects' Fisher z answers "is the correlation consistently non-zero", not "is it
-    more than spatial autocorrelation explains"; the spatial-null p (JuSpace option
-    "compare against null distribution of correlation coefficients") answers the second.
+    The subject-level test of JuSpace :footcite:p:`dukart2021`. Because every subject map
+    shares the same spatial structure, the t-test of the subjects' Fisher z answers "is the
+    correlation consistently non-zero", not "is it more than spatial autocorrelation
+    explains"; the spatial-null p (JuSpace option "compare against null distribution of
+    correlation coefficients") answers the second.
 
     Parameters
     ----------
@@ -92,7 +91,7 @@ def subject_level_tests(subject_maps: pd.DataFrame, pet: pd.DataFrame, pet_nulls
 
     References
     ----------
-    Dukart J. et al. (2021). Hum Brain Mapp 42:555-566 (JuSpace). doi:10.1002/hbm.25244
+    .. footbibliography::
     """
     parcels = common_parcels(subject_maps.T, pet)
     per = subject_correlations(subject_maps[parcels], pet.loc[parcels], method)

@@ -2,14 +2,14 @@
 
 Brain maps are spatially smooth: neighbouring parcels are not independent samples, so
 the parametric p of a correlation between two maps (which assumes ``N`` independent
-pairs) is far too small (Alexander-Bloch et al. 2018; Markello & Misic 2021). The
+pairs) is far too small :footcite:p:`alexanderbloch2018,markello2021`. The
 fix is to compare the observed correlation with correlations obtained from *null
 maps* that keep the spatial autocorrelation (SA) of the original map but are otherwise
 random. Two generative null models that work for volumetric, parcellated data (no
 sphere needed, so no spin test) are provided:
 
 ``variogram``
-    Burt et al. (2020), "BrainSMASH": randomly permute the map, smooth the permuted
+    :footcite:t:`burt2020`, "BrainSMASH": randomly permute the map, smooth the permuted
     values with a distance kernel over the ``delta`` fraction of nearest neighbours,
     and pick the ``delta`` whose rescaled smoothed variogram best matches the
     original map's (least squares). :func:`variogram_surrogates` is a vectorised
@@ -23,8 +23,8 @@ sphere needed, so no spin test) are provided:
     brainsmash itself.
 
 ``moran``
-    Moran spectral randomisation (Wagner & Dray 2015) as implemented in BrainSpace
-    (Vos de Wael et al. 2020): the map is expanded in the eigenvectors of the doubly
+    Moran spectral randomisation :footcite:p:`wagner2015` as implemented in BrainSpace
+    :footcite:p:`vosdewael2020`: the map is expanded in the eigenvectors of the doubly
     centred spatial weight matrix (Moran eigenvector maps) and the expansion
     coefficients are randomised (random signs, ``singleton``; or random rotations of
     coefficient pairs, ``pair``), which preserves the map's Moran's I spectrum.
@@ -32,7 +32,7 @@ sphere needed, so no spin test) are provided:
     for all nulls); the Moran eigenvectors are computed as BrainSpace's
     ``compute_mem`` does but in float64 (BrainSpace's float32 leaves errors of ~1e-7
     in the nulls' mean). The weight matrix is inverse Euclidean distance with zero
-    diagonal (Wagner & Dray 2015).
+    diagonal :footcite:p:`wagner2015`.
 
 Hemispheres (``groups``): Euclidean distance between parcels is defined across the
 midline, and smoothing in the volume crosses it, so the default treats the brain as one
@@ -49,7 +49,7 @@ BrainSpace's ``RandomState``); :func:`make_nulls` derives it from the master see
 depends only on its own name.
 
 p-values (:func:`ketamine_cbf.stattools.monte_carlo_p`) are two-sided with the +1
-correction, ``p = (1 + #{|r_null| >= |r_obs|}) / (n_null + 1)`` (Phipson & Smyth 2010; as
+correction, ``p = (1 + #{|r_null| >= |r_obs|}) / (n_null + 1)`` (:footcite:t:`phipson2010`; as
 in neuromaps' ``permtest_metric`` and JuSpace), so p is never 0 and the test is valid for
 any number of nulls.
 
@@ -58,27 +58,7 @@ The brainsmash-equivalent kernel of the variogram model is in
 
 References
 ----------
-Alexander-Bloch A. F. et al. (2018). On testing for spatial correspondence between maps
-of human brain structure and function. NeuroImage 178:540-551.
-doi:10.1016/j.neuroimage.2018.05.070
-
-Burt J. B., Helmer M., Shinn M., Anticevic A., Murray J. D. (2020). Generative modeling
-of brain maps with spatial autocorrelation. NeuroImage 220:117038.
-doi:10.1016/j.neuroimage.2020.117038
-
-Wagner H. H., Dray S. (2015). Generating spatially constrained null models for
-irregularly spaced data using Moran spectral randomization methods. Methods Ecol Evol
-6:1169-1178. doi:10.1111/2041-210X.12407
-
-Vos de Wael R. et al. (2020). BrainSpace: a toolbox for the analysis of macroscale
-gradients in neuroimaging and connectomics datasets. Commun Biol 3:103.
-doi:10.1038/s42003-020-0794-7
-
-Markello R. D., Misic B. (2021). Comparing spatial null models for brain maps.
-NeuroImage 236:118052. doi:10.1016/j.neuroimage.2021.118052
-
-Phipson B., Smyth G. K. (2010). Permutation p-values should never be zero. Stat Appl
-Genet Mol Biol 9:39. doi:10.2202/1544-6115.1585
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -115,8 +95,12 @@ NULL_MODELS = {
 #: SD was 1.4-2x the true sampling SD (a conservative test: false-positive rate near 0 %),
 #: these settings within -5 %..+13 % (measured with
 #: :func:`ketamine_cbf.receptors.false_positives.random_smooth_maps`; see the stage
-#: notebook's false-positive check). Burt et al. (2020) ask users to check the variogram
+#: notebook's false-positive check). :footcite:t:`burt2020` ask users to check the variogram
 #: fit and tune ``deltas``/``pv``; the stage notebook shows that fit.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 VARIOGRAM_OPTIONS = {"deltas": [0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2], "pv": 70}
 
 def _check_inputs(x, D, name="map"):
@@ -169,7 +153,9 @@ def variogram_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, 
                          nh: int = 25, b: float | None = None, resample: bool = False,
                          batch_size: int = MAX_BATCH, groups=None,
                          engine: str = "fast") -> np.ndarray:
-    """Variogram-matched surrogate maps (Burt et al. 2020).
+    """Variogram-matched surrogate maps.
+
+    The generative null model of :footcite:t:`burt2020` (brainsmash).
 
     Parameters
     ----------
@@ -205,8 +191,7 @@ def variogram_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, 
 
     References
     ----------
-    Burt J. B. et al. (2020). Generative modeling of brain maps with spatial
-    autocorrelation. NeuroImage 220:117038. doi:10.1016/j.neuroimage.2020.117038
+    .. footbibliography::
     """
     x, D = _check_inputs(x, D)
     if engine not in ("fast", "brainsmash"):
@@ -224,6 +209,9 @@ def variogram_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, 
 def moran_weights(D) -> np.ndarray:
     """Inverse-distance spatial weight matrix with zero diagonal, ``w_ij = 1 / d_ij``.
 
+    Weights from a distance-based connectivity, with ``w_ii = 0``, as in
+    :footcite:t:`wagner2015`.
+
     Parameters
     ----------
     D : (N, N) array_like
@@ -238,15 +226,14 @@ def moran_weights(D) -> np.ndarray:
     InputError
         Two parcels at distance 0.
 
+    References
+    ----------
+    .. footbibliography::
+
     Examples
     --------
     >>> moran_weights([[0.0, 2.0], [2.0, 0.0]]).tolist()
     [[0.0, 0.5], [0.5, 0.0]]
-
-    References
-    ----------
-    Wagner H. H., Dray S. (2015). Methods Ecol Evol 6:1169-1178 (weights from a
-    distance-based connectivity; ``w_ii = 0``). doi:10.1111/2041-210X.12407
     """
     D = np.asarray(D, dtype=float)
     off = ~np.eye(len(D), dtype=bool)
@@ -263,16 +250,16 @@ _MEM_CACHE: dict = {}
 def _mem(D) -> np.ndarray:
     """Moran eigenvector maps of the ``1/d`` weights, cached per distance matrix.
 
-    Same construction as BrainSpace's ``compute_mem`` (doubly centred weight matrix,
-    eigenvectors in decreasing order of eigenvalue, the null eigenvector of the constant
-    removed), but diagonalised in float64: BrainSpace uses float32, which preserves
-    Moran's I and the mean of the nulls only to ~1e-4 / 1e-7 relative; float64 keeps
-    them to ~1e-10 (tested).
+    Moran eigenvector maps :footcite:p:`dray2006`, as Moran spectral randomisation uses
+    them :footcite:p:`wagner2015`. Same construction as BrainSpace's ``compute_mem``
+    (doubly centred weight matrix, eigenvectors in decreasing order of eigenvalue, the null
+    eigenvector of the constant removed), but diagonalised in float64: BrainSpace uses
+    float32, which preserves Moran's I and the mean of the nulls only to ~1e-4 / 1e-7
+    relative; float64 keeps them to ~1e-10 (tested).
 
     References
     ----------
-    Wagner H. H., Dray S. (2015). doi:10.1111/2041-210X.12407; Dray S., Legendre P.,
-    Peres-Neto P. R. (2006). Ecol Model 196:483-493. doi:10.1016/j.ecolmodel.2006.02.015
+    .. footbibliography::
     """
     key = (hashlib.sha1(np.ascontiguousarray(D).tobytes()).hexdigest(), D.shape)
     if key in _MEM_CACHE:
@@ -305,7 +292,10 @@ def _moran_block(x, D, n, random_state, procedure):
 
 def moran_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, *,
                      procedure: str = "singleton", groups=None) -> np.ndarray:
-    """Moran spectral randomisation nulls (Wagner & Dray 2015; BrainSpace).
+    """Moran spectral randomisation nulls (BrainSpace's implementation).
+
+    The Moran spectral randomisation of :footcite:t:`wagner2015`, as implemented in
+    BrainSpace :footcite:p:`vosdewael2020`.
 
     Parameters
     ----------
@@ -319,7 +309,7 @@ def moran_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, *,
         Seed of the ``RandomState`` of BrainSpace's randomisation.
     procedure : {"singleton", "pair"}
         ``singleton``: random sign of each Moran eigenvector coefficient;
-        ``pair``: random rotation of pairs of coefficients (Wagner & Dray 2015).
+        ``pair``: random rotation of pairs of coefficients :footcite:p:`wagner2015`.
     groups : (N,) array_like, optional
         Randomise independently within each group (e.g. hemisphere).
 
@@ -330,9 +320,7 @@ def moran_surrogates(x, D, n_surrogates: int = 1000, random_state: int = 0, *,
 
     References
     ----------
-    Wagner H. H., Dray S. (2015). doi:10.1111/2041-210X.12407.
-    Vos de Wael R. et al. (2020). BrainSpace. Commun Biol 3:103.
-    doi:10.1038/s42003-020-0794-7
+    .. footbibliography::
     """
     x, D = _check_inputs(x, D)
     if procedure not in ("singleton", "pair"):
@@ -518,8 +506,8 @@ def semivariogram(x, D, n_bins: int = 25, max_distance: float | None = None,
                   percentile: float = 25):
     """Empirical semivariogram ``gamma(h) = mean(0.5 (x_i - x_j)^2)`` in distance bins.
 
-    Used to check that null maps keep the spatial autocorrelation of the map (Burt
-    et al. 2020, Fig. 2): their variograms should overlay the map's.
+    Used to check that null maps keep the spatial autocorrelation of the map
+    (:footcite:t:`burt2020`, Fig. 2): their variograms should overlay the map's.
 
     Parameters
     ----------
@@ -539,6 +527,10 @@ def semivariogram(x, D, n_bins: int = 25, max_distance: float | None = None,
         Bin centres (mm).
     gamma : (n_bins,) or (n, n_bins) numpy.ndarray
         Semivariance per bin, same units as ``x`` squared.
+
+    References
+    ----------
+    .. footbibliography::
 
     Examples
     --------

