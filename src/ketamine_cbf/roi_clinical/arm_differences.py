@@ -1,11 +1,15 @@
 """Do the brain-behaviour correlations differ between arms? (The test the claim needs.)
 
 The placebo and naltrexone correlations come from the same participants, so they are
-dependent. Hand-written here (no Python library provides them): Zou's (2007) confidence
-intervals for the difference of dependent correlations (checked against R's ``cocor``)
-and the within-subject arm-swap permutation test.
+dependent. Hand-written here (no Python library provides them): the confidence intervals
+of :footcite:t:`zou2007` for the difference of dependent correlations (checked against R's
+``cocor``, :footcite:t:`diedenhofen2015`) and the within-subject arm-swap permutation test.
 
 Entry point of the notebook step: :func:`compare_arms`.
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ __all__ = ["zou_ci_nonoverlap", "zou_ci_overlap", "permutation_arm_difference", 
 
 
 def _zou_limits(r_a: float, r_b: float, c: float, n: int, ci_level: float) -> tuple[float, float]:
-    """Zou's (2007) limits of r_a − r_b from the Fisher-z limits of each and their correlation c."""
+    """Limits of r_a − r_b from the Fisher-z limits of each and their correlation c.
+
+    The limits of :footcite:t:`zou2007`.
+
+    References
+    ----------
+    .. footbibliography::
+    """
     l1, u1 = fisher_ci(r_a, n, ci_level)
     l2, u2 = fisher_ci(r_b, n, ci_level)
     d = r_a - r_b
@@ -39,20 +50,22 @@ def _zou_limits(r_a: float, r_b: float, c: float, n: int, ci_level: float) -> tu
 
 def zou_ci_nonoverlap(r12: float, r34: float, r13: float, r14: float, r23: float, r24: float,
                       n: int, ci_level: float = 0.95) -> tuple[float, float]:
-    """Zou's (2007) CI for ρ12 − ρ34, two non-overlapping correlations from one sample.
+    """Zou's CI for ρ12 − ρ34, two non-overlapping correlations from one sample.
 
-    Here variable 1 = brain measure and 2 = clinical score under placebo, 3 and 4 the
-    same under naltrexone, all from the same participants. The interval combines the
-    Fisher-z limits (l, u) of each correlation (modified asymptotic method):
+    The interval of :footcite:t:`zou2007`. Here variable 1 = brain measure and 2 = clinical
+    score under placebo, 3 and 4 the same under naltrexone, all from the same participants.
+    The interval combines the Fisher-z limits (l, u) of each correlation (modified
+    asymptotic method):
 
     L = r12 − r34 − sqrt((r12 − l1)² + (u2 − r34)² − 2 c (r12 − l1)(u2 − r34))
     U = r12 − r34 + sqrt((u1 − r12)² + (r34 − l2)² − 2 c (u1 − r12)(r34 − l2))
 
-    with c = corr(r12, r34) from Pearson & Filon (1898) as given by Zou (2007, eq. 19):
+    with c = corr(r12, r34) from :footcite:t:`pearson1898` as given by :footcite:t:`zou2007`
+    (eq. 19):
     c = [½ r12 r34 (r13² + r14² + r23² + r24²) + r13 r24 + r14 r23
     − (r12 r13 r14 + r12 r23 r24 + r13 r23 r34 + r14 r24 r34)] / [(1 − r12²)(1 − r34²)].
-    Matches R's ``cocor.dep.groups.nonoverlap(..., test="zou2007")`` (Diedenhofen &
-    Musch 2015), with r.jk = r12, r.hm = r34, r.jh = r13, r.jm = r14, r.kh = r23,
+    Matches R's ``cocor.dep.groups.nonoverlap(..., test="zou2007")``
+    :footcite:p:`diedenhofen2015`, with r.jk = r12, r.hm = r34, r.jh = r13, r.jm = r14, r.kh = r23,
     r.km = r24.
 
     Parameters
@@ -72,11 +85,7 @@ def zou_ci_nonoverlap(r12: float, r34: float, r13: float, r14: float, r23: float
 
     References
     ----------
-    Zou G. Y. (2007). Toward using confidence intervals to compare correlations.
-    Psychol Methods 12:399-413. doi:10.1037/1082-989X.12.4.399
-
-    Diedenhofen B., Musch J. (2015). cocor: a comprehensive solution for the statistical
-    comparison of correlations. PLoS One 10:e0121945. doi:10.1371/journal.pone.0121945
+    .. footbibliography::
 
     Examples
     --------
@@ -90,11 +99,11 @@ def zou_ci_nonoverlap(r12: float, r34: float, r13: float, r14: float, r23: float
 
 
 def zou_ci_overlap(r12: float, r13: float, r23: float, n: int, ci_level: float = 0.95) -> tuple[float, float]:
-    """Zou's (2007) CI for ρ12 − ρ13, two overlapping correlations (shared variable 1).
+    """Zou's CI for ρ12 − ρ13, two overlapping correlations (shared variable 1).
 
     For a clinical score measured once and correlated with a brain measure from each
     arm. c = corr(r12, r13) = [(r23 − ½ r12 r13)(1 − r12² − r13² − r23²) + r23³] /
-    [(1 − r12²)(1 − r13²)] (Zou 2007, eq. 16); limits as in
+    [(1 − r12²)(1 − r13²)] (:footcite:t:`zou2007`, eq. 16); limits as in
     :func:`zou_ci_nonoverlap`. Matches ``cocor.dep.groups.overlap(..., test="zou2007")``.
 
     Parameters
@@ -113,7 +122,7 @@ def zou_ci_overlap(r12: float, r13: float, r23: float, n: int, ci_level: float =
 
     References
     ----------
-    Zou G. Y. (2007). Psychol Methods 12:399-413. doi:10.1037/1082-989X.12.4.399
+    .. footbibliography::
 
     Examples
     --------
@@ -130,13 +139,14 @@ def permutation_arm_difference(x_a, y_a, x_b, y_b, method: str = "pearson", n_ar
                                rng=None) -> dict:
     """Permutation test of r(x_a, y_a) − r(x_b, y_b) by swapping arm labels within subject.
 
-    Under H0 (the two arms' correlations are equal and the arms exchangeable within
-    a participant), swapping a participant's (x, y) pair between arms leaves the
-    distribution of the difference unchanged. Each variable is z-scored within arm
-    first, so differences in arm means or spreads (e.g. naltrexone shifting ΔCBF) do
-    not enter the test; correlations are unchanged by this. Exact enumeration of all
-    2^n swaps when 2^n <= n_arm_swaps, else ``n_arm_swaps`` random swaps with p = (1 + b) /
-    (1 + n_arm_swaps) (Phipson & Smyth 2010). Two-sided (absolute difference).
+    A permutation test :footcite:p:`good2005`. Under H0 (the two arms' correlations are
+    equal and the arms exchangeable within a participant), swapping a participant's (x, y)
+    pair between arms leaves the distribution of the difference unchanged. Each variable is
+    z-scored within arm first, so differences in arm means or spreads (e.g. naltrexone
+    shifting ΔCBF) do not enter the test; correlations are unchanged by this. Exact
+    enumeration of all 2^n swaps when 2^n <= n_arm_swaps, else ``n_arm_swaps`` random swaps
+    with p = (1 + b) / (1 + n_arm_swaps) :footcite:p:`phipson2010`. Two-sided (absolute
+    difference).
 
     Parameters
     ----------
@@ -155,11 +165,7 @@ def permutation_arm_difference(x_a, y_a, x_b, y_b, method: str = "pearson", n_ar
 
     References
     ----------
-    Good P. (2005). Permutation, Parametric, and Bootstrap Tests of Hypotheses, 3rd ed.
-    Springer. doi:10.1007/b138696
-
-    Phipson B., Smyth G. K. (2010). Permutation p-values should never be zero. Stat Appl
-    Genet Mol Biol 9:39. doi:10.2202/1544-6115.1585
+    .. footbibliography::
     """
     f = corr_kernel(method)
     xa, ya, xb, yb = (zscore(v) for v in (x_a, y_a, x_b, y_b))
@@ -231,11 +237,11 @@ def compare_arms(measures: pd.DataFrame, pairs=None, methods=("pearson", "spearm
     """Do the brain-behaviour correlations differ between arms? (The test the claim needs.)
 
     For each pair, on the participants with both values in both arms (paired
-    subset): r under each arm, their difference (first arm − second), Zou's (2007)
-    CI (Pearson only: :func:`zou_ci_nonoverlap`), a paired bootstrap BCa CI of the
-    difference (participants resampled with both arms), and the within-subject
-    arm-swap permutation p (:func:`permutation_arm_difference`), with
-    Benjamini-Hochberg FDR over the pairs, per method.
+    subset): r under each arm, their difference (first arm − second), the CI of
+    :footcite:t:`zou2007` (Pearson only: :func:`zou_ci_nonoverlap`), a paired bootstrap BCa
+    CI of the difference (participants resampled with both arms; :footcite:t:`wilcox2009`),
+    and the within-subject arm-swap permutation p (:func:`permutation_arm_difference`),
+    with Benjamini-Hochberg FDR over the pairs, per method.
 
     Parameters
     ----------
@@ -262,11 +268,7 @@ def compare_arms(measures: pd.DataFrame, pairs=None, methods=("pearson", "spearm
 
     References
     ----------
-    Zou G. Y. (2007). Psychol Methods 12:399-413. doi:10.1037/1082-989X.12.4.399
-
-    Wilcox R. R. (2009). Comparing Pearson correlations: dealing with heteroscedasticity
-    and nonnormality. Commun Stat Simul Comput 38:2220-2234.
-    doi:10.1080/03610910903289151
+    .. footbibliography::
     """
     a, b = arms
     rows = [_one_comparison(measures, method, x, y, arms, n_arm_swaps, n_boot, ci_level, seed)

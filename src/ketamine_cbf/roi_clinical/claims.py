@@ -26,9 +26,13 @@ PUBLISHED_P = {
     ("sgACC_baseline", "qids_sr_improvement"): "< 0.001",
 }
 
-#: The study's published placebo-arm correlations (GO-MARK, NCT04977674; medRxiv preprint
-#: doi:10.1101/2025.08.18.25333599; n = 26): ``x``, ``y``, ``arm``, ``published_r``,
+#: The study's published placebo-arm correlations (GO-MARK, NCT04977674, medRxiv preprint
+#: :footcite:p:`gomark2025`; n = 26), with columns ``x``, ``y``, ``arm``, ``published_r``,
 #: ``published_p``.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 PUBLISHED = pd.DataFrame([
     {"x": x, "y": y, "arm": "placebo", "published_r": r, "published_p": PUBLISHED_P[(x, y)]}
     for (x, y), r in PUBLISHED_CORRELATIONS.items()
@@ -83,7 +87,7 @@ def describe_claims(claims: pd.DataFrame, arms=ARMS, fdr_alpha: float = 0.05) ->
 
     States the per-arm r with CIs and, separately, whether the *difference* between
     arms is supported (permutation p, FDR) — the two are easily conflated
-    (Gelman & Stern 2006).
+    :footcite:p:`gelman2006`.
 
     Parameters
     ----------
@@ -100,9 +104,7 @@ def describe_claims(claims: pd.DataFrame, arms=ARMS, fdr_alpha: float = 0.05) ->
 
     References
     ----------
-    Gelman A., Stern H. (2006). The difference between "significant" and "not
-    significant" is not itself statistically significant. Am Stat 60:328-331.
-    doi:10.1198/000313006X152649
+    .. footbibliography::
     """
     a, b = arms
     out = []

@@ -94,9 +94,9 @@ def bootstrap_corr_ci(x, y, method: str = "pearson", n_boot: int = 5000, ci_leve
         Random generator, or the seed of one (:func:`ketamine_cbf.stattools.rng`; None: 0).
     ci_method : {"BCa", "percentile", "basic"}
         Interval type (``scipy.stats.bootstrap``); BCa (bias-corrected and accelerated;
-        Efron 1987) by default. If it is undefined because some resamples have a constant
-        variable (small samples with tied scores), a percentile interval over the
-        resamples where r is defined is returned instead.
+        :footcite:t:`efron1987`; :footcite:t:`efron1993`) by default. If it is undefined
+        because some resamples have a constant variable (small samples with tied scores), a
+        percentile interval over the resamples where r is defined is returned instead.
 
     Returns
     -------
@@ -104,10 +104,7 @@ def bootstrap_corr_ci(x, y, method: str = "pearson", n_boot: int = 5000, ci_leve
 
     References
     ----------
-    Efron B. (1987). Better bootstrap confidence intervals. J Am Stat Assoc 82:171-185.
-    doi:10.1080/01621459.1987.10478410
-
-    Efron B., Tibshirani R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+    .. footbibliography::
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     f = corr_kernel(method)

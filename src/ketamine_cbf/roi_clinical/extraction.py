@@ -172,7 +172,7 @@ def extract_roi_values(cbf_maps: pd.DataFrame, masks: dict, cbf_map: str = "cbf"
     pandas.DataFrame
         One row per scan x ROI: the design columns, ``roi``, ``cbf`` (ROI mean,
         ml/100 g/min), ``global_gm_cbf`` (ml/100 g/min), ``rcbf`` (= cbf /
-        global_gm_cbf, relative CBF: proportional scaling, Friston et al. 1990),
+        global_gm_cbf, relative CBF: proportional scaling, :footcite:t:`friston1990`),
         ``n_voxels``, ``qc_pass``.
 
     Raises
@@ -182,8 +182,7 @@ def extract_roi_values(cbf_maps: pd.DataFrame, masks: dict, cbf_map: str = "cbf"
 
     References
     ----------
-    Friston K. J. et al. (1990). The relationship between global and local changes in
-    PET scans. J Cereb Blood Flow Metab 10:458-466. doi:10.1038/jcbfm.1990.88
+    .. footbibliography::
     """
     paths = _map_paths(cbf_maps, cbf_map)
     present = [p for p in paths if p]

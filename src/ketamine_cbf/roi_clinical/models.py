@@ -125,7 +125,7 @@ def crossover_mixedlm(roi_values: pd.DataFrame, roi: str, adjustment: str = "non
     (scans nested in sessions nested in participants), fitted by REML (statsmodels
     ``MixedLM``). ``naltrexone x during`` is the test of whether naltrexone changes the
     ketamine response; ``order`` (sequence) is the between-subject term of the 2 x 2
-    crossover, aliased with the arm x period (carry-over) interaction (Senn 2002).
+    crossover, aliased with the arm x period (carry-over) interaction :footcite:p:`senn2002`.
     Wald z tests and CIs from the REML fit.
 
     Parameters
@@ -136,7 +136,7 @@ def crossover_mixedlm(roi_values: pd.DataFrame, roi: str, adjustment: str = "non
     adjustment : {"none", "ratio", "ancova"}
         Global-CBF adjustment: none (ROI CBF, ml/100 g/min); ratio (relative CBF =
         ROI / global GM CBF, proportional scaling); ancova (global GM CBF, centred, as a
-        covariate; Friston et al. 1990). Ketamine raises global CBF, so adjusted
+        covariate; :footcite:t:`friston1990`). Ketamine raises global CBF, so adjusted
         models ask whether the ROI changes *more than the whole brain*.
     %(ci_level)s
 
@@ -155,11 +155,7 @@ def crossover_mixedlm(roi_values: pd.DataFrame, roi: str, adjustment: str = "non
 
     References
     ----------
-    Senn S. (2002). Cross-over Trials in Clinical Research, 2nd ed. Wiley.
-    doi:10.1002/0470854596
-
-    Friston K. J. et al. (1990). The relationship between global and local changes in
-    PET scans. J Cereb Blood Flow Metab 10:458-466. doi:10.1038/jcbfm.1990.88
+    .. footbibliography::
     """
     if adjustment not in ("none", "ratio", "ancova"):
         raise InputError(f"global adjustment must be 'none', 'ratio' or 'ancova' (got {adjustment!r})")
@@ -187,10 +183,10 @@ def crossover_mixedlm(roi_values: pd.DataFrame, roi: str, adjustment: str = "non
 def crossover_rm_anova(roi_values: pd.DataFrame, roi: str, adjustment: str = "none") -> tuple[pd.DataFrame, list[str]]:
     """Two-way repeated-measures ANOVA (arm x time) of ROI CBF (pingouin ``rm_anova``).
 
-    The classical analysis of the same design; needs every participant in all four
-    cells (arm x time), so participants with a missing scan are left out and
-    returned by ID. It has no period, order or covariate terms: global adjustment is
-    available as ``ratio`` only.
+    The classical analysis of the same design (pingouin, :footcite:t:`vallat2018`); needs
+    every participant in all four cells (arm x time), so participants with a missing scan
+    are left out and returned by ID. It has no period, order or covariate terms: global
+    adjustment is available as ``ratio`` only.
 
     Parameters
     ----------
@@ -215,8 +211,7 @@ def crossover_rm_anova(roi_values: pd.DataFrame, roi: str, adjustment: str = "no
 
     References
     ----------
-    Vallat R. (2018). Pingouin: statistics in Python. J Open Source Softw 3:1026.
-    doi:10.21105/joss.01026
+    .. footbibliography::
     """
     import pingouin as pg
 
