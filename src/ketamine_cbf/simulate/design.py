@@ -8,17 +8,21 @@ scan (``run-1``) and a scan during the infusion (``run-2``).
 
 Clinical scales (ranges from their definitions):
 
-* MADRS, 10 items 0-6, total 0-60 (Montgomery & Asberg 1979, Br J Psychiatry 134:382);
-* QIDS-SR16, total 0-27 (Rush et al. 2003, Biol Psychiatry 54:573);
+* MADRS, 10 items 0-6, total 0-60 :footcite:p:`montgomery1979`;
+* QIDS-SR16, total 0-27 :footcite:p:`rush2003`;
 * CADSS, 23 subject-rated items 0-4, total 0-92; subscales depersonalisation (6 items),
-  derealisation (12), amnesia (5) (Bremner et al. 1998, J Trauma Stress 11:125);
-* PSI, 48 items 0-3 in six subscales (Mason et al. 2008, Schizophr Res 103:138).
+  derealisation (12), amnesia (5) :footcite:p:`bremner1998`;
+* PSI, 48 items 0-3 in six subscales :footcite:p:`mason2008`.
 
 Planted correlations are *exact in the sample before rounding* and then tuned so that
 the written integer scores reproduce the target Pearson r to within ~0.01
 (:func:`plant_correlated`). This makes the truth-level test sharp: any deviation of an
 imaging stage from the planted r is the stage's (or the imaging noise's), not the
 simulation's sampling error.
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ __all__ = [
     "residual_vectors", "pearson", "plant_correlated", "integer_scale", "skewed_scale",
 ]
 
-#: PSI subscales simulated: column -> (number of items, mean, SD of the score after
+#: PSI subscales simulated, as column -> (number of items, mean, SD of the score after
 #: ketamine). Items are scored 0-3, so the range is 0..3*items. Item counts follow
-#: Mason et al. (2008); means are illustrative of a 0.5 mg/kg ketamine infusion.
+#: :footcite:t:`mason2008`; means are illustrative of a 0.5 mg/kg ketamine infusion.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 PSI_SUBSCALES = {
     "psi_delusional_thinking": (8, 4.0, 3.0),
     "psi_perceptual_distortion": (9, 7.0, 4.5),

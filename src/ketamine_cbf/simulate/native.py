@@ -8,9 +8,13 @@ dcm2niix writes axial acquisitions), centred on the scanner isocentre.
 Sampling: each native voxel is represented by ``s^3`` sub-voxel points (``s`` such that
 their spacing does not exceed the truth grid), where the truth is interpolated
 trilinearly; the point-spread function is a Gaussian applied on this fine grid (FWHM
-given in native voxels per axis, larger through-plane for 3D readouts: Vidorreta et al.
-2013, NeuroImage 66:662), and the fine samples are averaged back into each voxel (the
+given in native voxels per axis, larger through-plane for 3D readouts
+:footcite:p:`vidorreta2013`), and the fine samples are averaged back into each voxel (the
 voxel's box integral, i.e. partial volume).
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 This is the forward direction of the single-compartment model recommended by the ISMRM
 perfusion study group and the European consortium for ASL in dementia ("white paper",
-Alsop et al. 2015, MRM 73:102, eq. 1) for pCASL with a 3D readout (one PLD for every
+:footcite:t:`alsop2015`, eq. 1) for pCASL with a 3D readout (one PLD for every
 voxel). It is written here independently of the quantification module so that the
 tests, which check one against the other, compare two implementations.
 
@@ -11,6 +11,10 @@ lambda = 0.9 ml/g, longitudinal relaxation time of arterial blood T1b = 1.65 s a
 pCASL labelling efficiency 0.85, multiplied by 0.95 per background-suppression pulse
 (white paper, section "Labeling efficiency"), tissue T1 = 1.3 s for the saturation
 recovery of an M0 acquired with a short TR.
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ ALPHA_BS_PULSE = 0.95   # efficiency factor per background-suppression pulse
 T1_TISSUE = 1.3         # s, single tissue T1 used for the M0 recovery correction
 
 #: Relative proton density (M0) of pure tissues, PD-like contrast CSF > GM > WM.
-#: Water content of GM ~0.8-0.85 and WM ~0.7 of CSF (e.g. Herscovitch & Raichle 1985,
-#: JCBFM 5:65, whose brain-average water content gives lambda = 0.9 ml/g).
+#: Water content of GM ~0.8-0.85 and WM ~0.7 of CSF (e.g. :footcite:t:`herscovitch1985`,
+#: whose brain-average water content gives lambda = 0.9 ml/g).
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 PD_CSF, PD_GM, PD_WM = 1.0, 0.84, 0.70
 
 
@@ -39,7 +47,7 @@ def labelling_efficiency(bs_pulses: int, alpha: float = ALPHA_PCASL,
                          per_pulse: float = ALPHA_BS_PULSE) -> float:
     """Return the effective labelling efficiency of pCASL with background suppression.
 
-    alpha_eff = alpha_pCASL x 0.95 ** n_BS (Alsop et al. 2015, MRM 73:102, "Labeling
+    alpha_eff = alpha_pCASL x 0.95 ** n_BS (:footcite:t:`alsop2015`, "Labeling
     efficiency": each inversion pulse of background suppression costs ~5 % of the label).
 
     Parameters
@@ -48,6 +56,10 @@ def labelling_efficiency(bs_pulses: int, alpha: float = ALPHA_PCASL,
         Number of background-suppression inversion pulses (0 = none).
     alpha, per_pulse : float
         pCASL efficiency and the factor per pulse.
+
+    References
+    ----------
+    .. footbibliography::
     """
     if bs_pulses < 0:
         raise ValueError(f"bs_pulses must be >= 0 (got {bs_pulses})")
@@ -58,7 +70,7 @@ def cbf_to_deltam_factor(pld: float, tau: float, alpha: float,
                          t1b: float = T1_BLOOD, lam: float = LAMBDA) -> float:
     """Return k such that deltaM = k x CBF x M0 (CBF in ml/100 g/min).
 
-    Inverting the white-paper pCASL equation (Alsop et al. 2015, MRM 73:102, eq. 1)::
+    Inverting the white-paper pCASL equation (:footcite:t:`alsop2015`, eq. 1)::
 
         CBF = 6000 lambda dM exp(PLD/T1b) / (2 alpha T1b M0 (1 - exp(-tau/T1b)))
 
@@ -77,6 +89,10 @@ def cbf_to_deltam_factor(pld: float, tau: float, alpha: float,
         T1 of arterial blood (s).
     lam : float
         Blood-brain partition coefficient (ml/g).
+
+    References
+    ----------
+    .. footbibliography::
     """
     return float(2.0 * alpha * t1b * (1.0 - np.exp(-tau / t1b)) * np.exp(-pld / t1b)
                  / (6000.0 * lam))
@@ -86,7 +102,7 @@ def m0_recovery(tr: float, t1_tissue: float = T1_TISSUE) -> float:
     """Return the fraction of equilibrium magnetisation an M0 acquired at ``tr`` recovers.
 
     Saturation recovery, M(TR) = M0 (1 - exp(-TR/T1)), with a single tissue T1
-    (Alsop et al. 2015, MRM 73:102, "M0 image": a TR < 5 s requires this correction).
+    (:footcite:t:`alsop2015`, "M0 image": a TR < 5 s requires this correction).
 
     Parameters
     ----------
@@ -94,6 +110,10 @@ def m0_recovery(tr: float, t1_tissue: float = T1_TISSUE) -> float:
         Repetition time of the M0 acquisition (s).
     t1_tissue : float
         Tissue T1 (s).
+
+    References
+    ----------
+    .. footbibliography::
     """
     if tr <= 0:
         raise ValueError(f"M0 repetition time must be > 0 s (got {tr})")
@@ -104,8 +124,12 @@ def forward_deltam(cbf, m0, pld: float, tau: float, bs_pulses: int) -> np.ndarra
     """Return deltaM (same units as ``m0``) of tissue with CBF ``cbf`` (ml/100 g/min).
 
     deltaM = k(PLD, tau, alpha) x CBF x M0 with k from :func:`cbf_to_deltam_factor`
-    (Alsop et al. 2015, MRM 73:102, eq. 1, inverted). ``m0`` is the fully relaxed
+    (:footcite:t:`alsop2015`, eq. 1, inverted). ``m0`` is the fully relaxed
     equilibrium magnetisation of the tissue.
+
+    References
+    ----------
+    .. footbibliography::
     """
     k = cbf_to_deltam_factor(pld, tau, labelling_efficiency(bs_pulses))
     return k * np.asarray(cbf, dtype=np.float64) * np.asarray(m0, dtype=np.float64)

@@ -5,17 +5,21 @@ Everything here lives on the MNI152 (2009a symmetric) grid of ``resolution`` mm 
 anatomy, not blocks:
 
 * the tissue probabilities of the template (GM, WM, CSF);
-* the regional pattern of a published group-average ASL CBF map (Holiga et al. 2018,
-  PLoS One 13:e0206583, shipped as ``CBF_asl_holiga2018_3mm``), which modulates grey
+* the regional pattern of a published group-average ASL CBF map
+  (:footcite:t:`holiga2018`, shipped as ``CBF_asl_holiga2018_3mm``), which modulates grey
   matter CBF (its GM-mean normalised to 1);
-* pure-tissue CBF values GM ~ 55 and WM ~ 20 ml/100 g/min (Alsop et al. 2015, MRM
-  73:102: typical healthy adult values; Parkes et al. 2004, MRM 51:736).
+* pure-tissue CBF values GM ~ 55 and WM ~ 20 ml/100 g/min (typical healthy adult values,
+  :footcite:t:`alsop2015`; :footcite:t:`parkes2004`).
 
 so that ``CBF(x) = gm_cbf * gm(x) * pattern(x) + wm_cbf * wm(x)`` (CSF carries no CBF).
 
 Between-subject, between-session and between-run variability multiply this map by
 global factors and by smooth Gaussian random fields; ketamine adds a global fraction,
 focal ACC blobs (masked by GM) and receptor-shaped components (see :func:`receptor_effect`).
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -126,9 +130,13 @@ class Anatomy:
 def load_anatomy(resolution: int) -> Anatomy:
     """Return the template anatomy and the Holiga CBF pattern on the ``resolution`` grid.
 
-    The Holiga et al. (2018) group CBF map is resampled (linear) to the grid and
+    The group CBF map of :footcite:t:`holiga2018` is resampled (linear) to the grid and
     normalised to a mean of 1 over GM (probability > 0.5), then clipped to
     :data:`PATTERN_CLIP`; outside its field of view the pattern is 1.
+
+    References
+    ----------
+    .. footbibliography::
     """
     from nilearn.image import resample_to_img
 
@@ -160,8 +168,12 @@ def baseline_cbf(anat: Anatomy, gm_cbf: float, wm_cbf: float) -> np.ndarray:
     """Return the population baseline CBF map (ml/100 g/min).
 
     CBF(x) = gm_cbf * gm(x) * pattern(x) + wm_cbf * wm(x): a two-compartment partial-volume
-    model (e.g. Asllani et al. 2008, MRM 60:1362) with the regional GM pattern of
-    Holiga et al. (2018).
+    model (e.g. :footcite:p:`asllani2008`) with the regional GM pattern of
+    :footcite:t:`holiga2018`.
+
+    References
+    ----------
+    .. footbibliography::
     """
     return (gm_cbf * anat.gm * anat.pattern + wm_cbf * anat.wm).astype(np.float32)
 
@@ -222,7 +234,14 @@ def receptor_zmaps(resolution: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 @lru_cache(maxsize=4)
 def parcellation(resolution: int, n_parcels: int = 200) -> np.ndarray:
-    """Return the Schaefer 2018 7-network labels on the truth grid (nearest neighbour)."""
+    """Return the Schaefer 2018 7-network labels on the truth grid (nearest neighbour).
+
+    The parcellation of :footcite:t:`schaefer2018`.
+
+    References
+    ----------
+    .. footbibliography::
+    """
     return schaefer_labels(load_anatomy(resolution), n_parcels)
 
 
@@ -283,8 +302,8 @@ def receptor_effect(anat: Anatomy, amplitudes: dict[str, float],
     """Return a receptor-shaped cortical CBF change R(x) (ml/100 g/min) and its record.
 
     The receptor analysis correlates group maps with PET maps across the 200 parcels of
-    the Schaefer (2018) atlas (as JuSpace and neuromaps do). The planted pattern is made
-    at that level:
+    the atlas of :footcite:t:`schaefer2018` (as JuSpace and neuromaps do). The planted
+    pattern is made at that level:
 
     1. parcel means ``P`` of the six PET maps, as normal scores ``z`` (:func:`normal_scores`,
        so that rank (Spearman) and linear correlations agree);
@@ -333,6 +352,10 @@ def receptor_effect(anat: Anatomy, amplitudes: dict[str, float],
         Zero outside the Schaefer cortex.
     record : dict
         Amplitudes, smoothing, and the remaining parcel-level ``|r|`` with non-targets.
+
+    References
+    ----------
+    .. footbibliography::
     """
     out = np.zeros(anat.shape, np.float32)
     if not amplitudes:
@@ -376,7 +399,14 @@ def receptor_effect(anat: Anatomy, amplitudes: dict[str, float],
 
 
 def schaefer_labels(anat: Anatomy, n_parcels: int = 200) -> np.ndarray:
-    """Return the Schaefer 2018 7-network parcellation on the truth grid (nearest)."""
+    """Return the Schaefer 2018 7-network parcellation on the truth grid (nearest).
+
+    The parcellation of :footcite:t:`schaefer2018`.
+
+    References
+    ----------
+    .. footbibliography::
+    """
     from nilearn.image import resample_to_img
 
     atlas = nib.load(str(schaefer_path(n_parcels)))

@@ -1,11 +1,15 @@
 """BIDS 1.9 text of the simulated dataset: descriptions, sidecars, README.
 
-Sidecars are complete for BIDS-ASL (Clement et al. 2022, Sci Data 9:543): the REQUIRED
+Sidecars are complete for BIDS-ASL :footcite:p:`clement2022`, with the REQUIRED
 ASL fields (ArterialSpinLabelingType, PostLabelingDelay, BackgroundSuppression, M0Type,
 TotalAcquiredPairs, LabelingDuration for PCASL, RepetitionTimePreparation,
 MagneticFieldStrength, MRAcquisitionType) plus the RECOMMENDED ones a quantification
 needs (background-suppression pulse count and timing, PCASLType, vascular crushing,
 acquisition voxel size), with GE 3D spiral FSE pCASL values.
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations
