@@ -306,8 +306,10 @@ def _api_directive():
 
 
 # ------------------------------------------------------------ footnote citations in docstrings
-#: Footnote ids of ``:footcite:`` are unique per ``footbibliography`` (see below).
+#: Footnote ids of ``:footcite:`` are unique per ``footbibliography`` (see below), and so
+#: are the ids of the lists (else each ``{eval-rst}`` block of a page numbers them anew).
 FOOTCITE_ID = "bib-{footbibliography_count}-{key}"
+FOOTBIBLIOGRAPHY_ID = "bibliography-{footbibliography_count}"
 
 
 def _footbibliography_directive():
@@ -333,6 +335,8 @@ def _footbibliography_directive():
 def _footcite_id(app, config):
     if not config.bibtex_footcite_id:
         config.bibtex_footcite_id = FOOTCITE_ID
+    if not config.bibtex_footbibliography_id:
+        config.bibtex_footbibliography_id = FOOTBIBLIOGRAPHY_ID
 
 
 def _footnote_transform():
@@ -344,7 +348,9 @@ def _footnote_transform():
         MyST parses an ``{eval-rst}`` block (how the API pages call ``kcbf-api``) into a
         separate document and moves only its nodes into the page, so the page does not know
         the footnotes and their references, and docutils' footnote transform (priority 620)
-        reports them as unknown targets. This registers them in the page first.
+        reports them as unknown targets. This registers them in the page first. Each block's
+        document numbers its automatic ids from ``id1``, so a page with several blocks
+        (``shared.md``) would repeat the references' ids: they get ids of their own.
         """
 
         default_priority = 610
@@ -357,8 +363,14 @@ def _footnote_transform():
                     doc.note_autofootnote(fn)
                     doc.note_explicit_target(fn, fn)
             known = {id(r) for r in doc.autofootnote_refs}
+            taken = {i for n in doc.findall(nodes.Element) for i in n["ids"]}
+            k = 0
             for ref in doc.findall(nodes.footnote_reference):
                 if ref.get("auto") and ref.get("refname") and id(ref) not in known:
+                    k += 1
+                    while f"bibref-{k}" in taken:
+                        k += 1
+                    ref["ids"] = [f"bibref-{k}"]
                     doc.note_autofootnote_ref(ref)
                     doc.note_footnote_ref(ref)
 
