@@ -32,6 +32,8 @@ INT_SEED_HIGH = 2 ** 31 - 1
 def fdr(p, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Benjamini-Hochberg false discovery rate over one family of p values.
 
+    The step-up procedure of :footcite:t:`benjamini1995`.
+
     Parameters
     ----------
     p : array_like of float
@@ -49,9 +51,7 @@ def fdr(p, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
 
     References
     ----------
-    Benjamini Y., Hochberg Y. (1995). Controlling the false discovery rate: a practical
-    and powerful approach to multiple testing. J R Stat Soc B 57:289-300.
-    doi:10.1111/j.2517-6161.1995.tb02031.x
+    .. footbibliography::
 
     Examples
     --------
@@ -130,7 +130,7 @@ def int_seed(seed: int, *keys, high: int = INT_SEED_HIGH) -> int:
 def fisher_ci(r: float, n: int, ci: float = 0.95) -> tuple[float, float]:
     """Fisher-z confidence interval of a Pearson correlation.
 
-    ``tanh(atanh(r) ± z_{(1+ci)/2} / sqrt(n - 3))`` (Fisher 1921).
+    ``tanh(atanh(r) ± z_{(1+ci)/2} / sqrt(n - 3))`` :footcite:p:`fisher1921`.
 
     Parameters
     ----------
@@ -148,8 +148,7 @@ def fisher_ci(r: float, n: int, ci: float = 0.95) -> tuple[float, float]:
 
     References
     ----------
-    Fisher R. A. (1921). On the "probable error" of a coefficient of correlation deduced
-    from a small sample. Metron 1:3-32.
+    .. footbibliography::
 
     Examples
     --------
@@ -165,7 +164,7 @@ def monte_carlo_p(observed, null, alternative: str = "two-sided"):
     """Monte-Carlo (permutation or null-model) p value with the +1 correction.
 
     ``two-sided``: ``(1 + #{|null| >= |obs|}) / (n + 1)``; ``greater``:
-    ``(1 + #{null >= obs}) / (n + 1)`` (Phipson & Smyth 2010). A relative tolerance of
+    ``(1 + #{null >= obs}) / (n + 1)`` :footcite:p:`phipson2010`. A relative tolerance of
     1e-12 counts null values equal to the observation up to rounding as "at least as
     extreme".
 
@@ -183,8 +182,7 @@ def monte_carlo_p(observed, null, alternative: str = "two-sided"):
 
     References
     ----------
-    Phipson B., Smyth G. K. (2010). Permutation p-values should never be zero. Stat Appl
-    Genet Mol Biol 9:39. doi:10.2202/1544-6115.1585
+    .. footbibliography::
 
     Examples
     --------

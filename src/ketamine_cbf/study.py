@@ -6,8 +6,12 @@ values (the "designs in configuration" issue will read them from the study confi
 
 The study: a randomised, double-blind crossover of oral naltrexone 50 mg or placebo before
 IV ketamine 0.5 mg/kg over 40 min, 3D pCASL before ("pre") and during the infusion
-("during") in each of the two sessions (GO-MARK, NCT04977674; medRxiv
-doi:10.1101/2025.08.18.25333599; n = 26).
+("during") in each of the two sessions (GO-MARK, NCT04977674, medRxiv preprint
+:footcite:p:`gomark2025`; n = 26).
+
+References
+----------
+.. footbibliography::
 """
 
 from __future__ import annotations

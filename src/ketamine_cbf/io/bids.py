@@ -19,10 +19,12 @@ the field. Values that are wrong in a known, recoverable way (e.g.
 :mod:`ketamine_cbf.quantification.scan` replaces them by a documented fallback and records a
 warning in the output sidecar.
 
+The rules are those of the BIDS specification 1.9, "Arterial Spin Labeling"
+:footcite:p:`clement2022`.
+
 References
 ----------
-BIDS specification 1.9, "Arterial Spin Labeling" (Clement et al. 2022, Sci Data
-9:543, doi:10.1038/s41597-022-01615-9).
+.. footbibliography::
 """
 
 from __future__ import annotations
