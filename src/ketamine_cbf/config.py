@@ -123,9 +123,30 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
     """
     from ketamine_cbf.reference.paths import project_root
 
-    if path is None:
-        path = project_root() / "config" / "default.yml"
-    path = Path(path)
+    path = Path(project_root() / "config" / "default.yml" if path is None else path)
+    raw = _read_yaml(path)
+    _check_sections(raw, path)
+    cli_parameters = _apply_overrides(raw, overrides or [])
+    seed = raw.get("seed", DEFAULT_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"{path}: seed must be a non-negative integer (got {seed!r})")
+    if "bids_dir" not in raw or raw["bids_dir"] in (None, ""):
+        raise UsageError(f"{path}: bids_dir is required")
+    return Config(
+        name=str(raw["name"]),
+        seed=seed,
+        bids_dir=Path(str(raw["bids_dir"])),
+        derivatives_dir=None if raw.get("derivatives_dir") in (None, "") else Path(str(raw["derivatives_dir"])),
+        simulate=raw.get("simulate"),
+        parameters=raw["parameters"],
+        stages=raw["stages"],
+        source=path.resolve(),
+        cli_parameters=cli_parameters,
+    )
+
+
+def _read_yaml(path: Path) -> dict:
+    """Read the file as a mapping of known top-level keys (a deep copy, safe to change)."""
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
     try:
@@ -143,10 +164,13 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
         )
     raw = copy.deepcopy(raw)
     raw.setdefault("name", path.stem)
-    raw.setdefault("parameters", {})
-    raw.setdefault("stages", {})
+    return raw
+
+
+def _check_sections(raw: dict, path: Path) -> None:
+    """Normalise and check ``parameters``, ``stages`` and ``simulate`` in place."""
     for key in ("parameters", "stages"):
-        if raw[key] is None:
+        if raw.get(key) is None:
             raw[key] = {}
         if not isinstance(raw[key], dict):
             raise UsageError(f"{path}: '{key}' must be a mapping")
@@ -164,8 +188,11 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
         if "seed" in raw["simulate"]:
             raise UsageError(f"{path}: simulate.seed is not an option: the top-level seed is used")
 
+
+def _apply_overrides(raw: dict, overrides) -> dict:
+    """Apply ``-p KEY VALUE`` pairs to ``raw`` in place; return the bare ``PARAM`` ones."""
     cli_parameters = {}
-    for key, text in overrides or []:
+    for key, text in overrides:
         value = parse_value(text)
         if key in ("name", "seed", "bids_dir", "derivatives_dir"):
             raw[key] = value
@@ -182,20 +209,4 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, str]]
             raw["stages"].setdefault(stage, {})[param] = value
         else:
             cli_parameters[key] = value
-
-    seed = raw.get("seed", DEFAULT_SEED)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"{path}: seed must be a non-negative integer (got {seed!r})")
-    if "bids_dir" not in raw or raw["bids_dir"] in (None, ""):
-        raise UsageError(f"{path}: bids_dir is required")
-    return Config(
-        name=str(raw["name"]),
-        seed=seed,
-        bids_dir=Path(str(raw["bids_dir"])),
-        derivatives_dir=None if raw.get("derivatives_dir") in (None, "") else Path(str(raw["derivatives_dir"])),
-        simulate=raw.get("simulate"),
-        parameters=raw["parameters"],
-        stages=raw["stages"],
-        source=path.resolve(),
-        cli_parameters=cli_parameters,
-    )
+    return cli_parameters

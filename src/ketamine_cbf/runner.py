@@ -347,106 +347,144 @@ def _environment(env: dict):
 
 
 def _run_stages(config, all_stages, selected, params, force, log, exec_dir, progress=False) -> list[dict]:
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    dataset_digest = _dataset_digest(config.bids_dir)
-    code_digest = _package_source_digest()
+    """Walk the stages in order: record unselected ones as upstream, skip unchanged, run the rest."""
+    digests = {"dataset": _dataset_digest(config.bids_dir), "code": _package_source_digest()}
     summaries = []
     upstream: dict[str, str] = {}
     selected_names = {s.name for s in selected}
-
     for s in all_stages:
         folder = config.derivatives_dir / s.folder
         _restore_interrupted(folder)
-        fingerprint = prov.digest({
-            "notebook": prov.sha256_file(s.path),
-            "code": code_digest,
-            "parameters": params[s.name],
-            "dataset": dataset_digest,
-            "upstream": upstream,
-        })
+        fingerprint = _fingerprint(s, params[s.name], digests, upstream)
         record = _read_provenance(folder)
         executed = exec_dir / f"{s.name}.ipynb"
         if s.name not in selected_names:
-            if record is None:
-                later = [x for x in selected if x.name > s.name]
-                if later:
-                    raise StageError(
-                        f"stage {later[0].name} needs the results of {s.name}, which has not "
-                        f"run for this configuration: run it first (ketamine-cbf run --stage {s.name})"
-                    )
-                continue
-            upstream[s.name] = record.get("outputs_digest", "")
+            _require_upstream(s, record, selected, upstream)
             continue
-        if (not force and record is not None and record.get("fingerprint") == fingerprint
-                and executed.is_file() and _outputs_intact(folder, record)):
+        if not force and _unchanged(record, fingerprint, executed, folder):
             log(f"[{s.name}] unchanged since last run: skipped (use --force to rerun)")
             upstream[s.name] = record["outputs_digest"]
             summaries.append({"stage": s.name, "status": "skipped", "seconds": 0.0})
             continue
-
         log(f"[{s.name}] running ...")
         t0 = time.time()
-        previous = folder.with_name(folder.name + ".previous")
-        if folder.exists():
-            folder.rename(previous)
-        folder.mkdir(parents=True)
-        logs = config.derivatives_dir / "logs"
-        logs.mkdir(exist_ok=True)
-        tmp_nb = logs / f".{s.name}.running.ipynb"
-        try:
-            pm.execute_notebook(
-                str(s.path), str(tmp_nb), parameters=params[s.name], kernel_name="python3",
-                progress_bar={"desc": f"[{s.name}] cells", "leave": False} if progress else False,
-                cwd=str(project_root()),
-            )
-        except BaseException as e:
-            shutil.rmtree(folder, ignore_errors=True)
-            if previous.exists():
-                previous.rename(folder)
-            failed = logs / f"{s.name}.failed.ipynb"
-            if tmp_nb.exists():
-                os.replace(tmp_nb, failed)
-            if isinstance(e, PapermillExecutionError):
-                evalue = str(e.evalue).strip().splitlines()[-1] if str(e.evalue).strip() else ""
-                raise StageError(
-                    f"stage {s.name} failed in cell [{e.exec_count}] ({e.ename}: {evalue}); "
-                    f"executed notebook kept at {failed}; earlier results left intact"
-                ) from None
-            if isinstance(e, KeyboardInterrupt):
-                raise
-            raise StageError(f"stage {s.name} could not run: {type(e).__name__}: {e}") from None
-
-        outputs = prov.manifest(folder)
-        outputs_digest = prov.digest(outputs)
-        seconds = time.time() - t0
-        prov.write_json(folder / "provenance.json", {
-            "stage": s.name,
-            "config_name": config.name,
-            "config_file": str(config.source) if config.source else None,
-            "parameters": effective_parameters(s, params[s.name]),
-            "parameters_from_config": params[s.name],
-            "seed": config.seed,
-            "fingerprint": fingerprint,
-            "inputs": {"dataset": str(config.bids_dir), "dataset_sha256": dataset_digest,
-                       "upstream_outputs_sha256": dict(upstream),
-                       "notebook": str(s.path.relative_to(project_root())
-                                       if s.path.is_relative_to(project_root()) else s.path),
-                       "notebook_sha256": prov.sha256_file(s.path),
-                       "package_source_sha256": code_digest},
-            "environment": prov.environment_summary(),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(seconds, 1),
-            "outputs": outputs,
-            "outputs_digest": outputs_digest,
-        })
-        shutil.rmtree(previous, ignore_errors=True)
+        tmp_nb = _execute(config, s, params[s.name], folder, progress)
+        outputs_digest = _record_provenance(config, s, params[s.name], folder, fingerprint,
+                                            digests, upstream, time.time() - t0)
         os.replace(tmp_nb, executed)
         upstream[s.name] = outputs_digest
-        log(f"[{s.name}] done in {seconds:.1f} s")
-        summaries.append({"stage": s.name, "status": "ran", "seconds": seconds})
+        log(f"[{s.name}] done in {time.time() - t0:.1f} s")
+        summaries.append({"stage": s.name, "status": "ran", "seconds": time.time() - t0})
     return summaries
+
+
+def _fingerprint(stage: Stage, params: dict, digests: dict, upstream: dict) -> str:
+    """What a stage's results depend on: notebook, package code, parameters, data, upstream outputs."""
+    return prov.digest({
+        "notebook": prov.sha256_file(stage.path),
+        "code": digests["code"],
+        "parameters": params,
+        "dataset": digests["dataset"],
+        "upstream": upstream,
+    })
+
+
+def _require_upstream(stage: Stage, record: dict | None, selected: list[Stage], upstream: dict) -> None:
+    """An unselected stage: its recorded outputs feed the fingerprints of the stages after it.
+
+    Raises
+    ------
+    StageError
+        A selected later stage needs this stage's results, which were never computed.
+    """
+    if record is None:
+        later = [x for x in selected if x.name > stage.name]
+        if later:
+            raise StageError(
+                f"stage {later[0].name} needs the results of {stage.name}, which has not "
+                f"run for this configuration: run it first (ketamine-cbf run --stage {stage.name})")
+        return
+    upstream[stage.name] = record.get("outputs_digest", "")
+
+
+def _unchanged(record: dict | None, fingerprint: str, executed: Path, folder: Path) -> bool:
+    """True if the stage ran with this fingerprint, its notebook exists and its outputs are intact."""
+    return (record is not None and record.get("fingerprint") == fingerprint
+            and executed.is_file() and _outputs_intact(folder, record))
+
+
+def _execute(config: Config, stage: Stage, params: dict, folder: Path, progress: bool) -> Path:
+    """Run the notebook with papermill into ``logs/``; on failure put the previous results back.
+
+    Returns the executed notebook (still under ``logs/``; moved to the book by the caller).
+
+    Raises
+    ------
+    StageError
+        The notebook failed (the message names the cell) or could not start.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    previous = folder.with_name(folder.name + ".previous")
+    if folder.exists():
+        folder.rename(previous)
+    folder.mkdir(parents=True)
+    logs = config.derivatives_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    tmp_nb = logs / f".{stage.name}.running.ipynb"
+    try:
+        pm.execute_notebook(
+            str(stage.path), str(tmp_nb), parameters=params, kernel_name="python3",
+            progress_bar={"desc": f"[{stage.name}] cells", "leave": False} if progress else False,
+            cwd=str(project_root()),
+        )
+    except BaseException as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous.exists():
+            previous.rename(folder)
+        failed = logs / f"{stage.name}.failed.ipynb"
+        if tmp_nb.exists():
+            os.replace(tmp_nb, failed)
+        if isinstance(e, PapermillExecutionError):
+            evalue = str(e.evalue).strip().splitlines()[-1] if str(e.evalue).strip() else ""
+            raise StageError(
+                f"stage {stage.name} failed in cell [{e.exec_count}] ({e.ename}: {evalue}); "
+                f"executed notebook kept at {failed}; earlier results left intact"
+            ) from None
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise StageError(f"stage {stage.name} could not run: {type(e).__name__}: {e}") from None
+    shutil.rmtree(previous, ignore_errors=True)
+    return tmp_nb
+
+
+def _record_provenance(config: Config, stage: Stage, params: dict, folder: Path, fingerprint: str,
+                       digests: dict, upstream: dict, seconds: float) -> str:
+    """Write ``provenance.json`` (parameters, seed, inputs, environment, outputs); return the outputs' digest."""
+    outputs = prov.manifest(folder)
+    outputs_digest = prov.digest(outputs)
+    prov.write_json(folder / "provenance.json", {
+        "stage": stage.name,
+        "config_name": config.name,
+        "config_file": str(config.source) if config.source else None,
+        "parameters": effective_parameters(stage, params),
+        "parameters_from_config": params,
+        "seed": config.seed,
+        "fingerprint": fingerprint,
+        "inputs": {"dataset": str(config.bids_dir), "dataset_sha256": digests["dataset"],
+                   "upstream_outputs_sha256": dict(upstream),
+                   "notebook": str(stage.path.relative_to(project_root())
+                                   if stage.path.is_relative_to(project_root()) else stage.path),
+                   "notebook_sha256": prov.sha256_file(stage.path),
+                   "package_source_sha256": digests["code"]},
+        "environment": prov.environment_summary(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(seconds, 1),
+        "outputs": outputs,
+        "outputs_digest": outputs_digest,
+    })
+    return outputs_digest
 
 
 def _isolated_ipython_dir(derivatives_dir: Path) -> Path:
