@@ -340,6 +340,23 @@ def test_same_seed_byte_identical_other_seed_differs(tmp_path):
     assert any(k.endswith("_asl.nii.gz") for k in differ)
 
 
+def test_streams_keyed_by_participant_not_by_draw_order(tmp_path, tiny_dataset):
+    """Every random stream is keyed by (participant, period, run), not by how many draws came
+    before it: with fewer participants the shared ones keep their T1w, poses and
+    pre-infusion truth and ASL (these do not depend on the arm the design assigns)."""
+    from _fixtures_sim import TINY_OPTIONS, TINY_SEED
+
+    small = simulate_dataset(tmp_path / "small", seed=TINY_SEED,
+                             **{**TINY_OPTIONS, "subjects": 4})
+    patterns = ["sub-*/ses-*/anat/*_T1w.nii.gz", "sub-*/ses-*/perf/*_run-1_asl.nii.gz",
+                "derivatives/groundtruth/sub-*/ses-*/*/*_xfm.txt",
+                "derivatives/groundtruth/sub-*/ses-*/perf/*_run-1_*desc-true_cbf.nii.gz"]
+    files = sorted(f.relative_to(small) for pat in patterns for f in small.glob(pat))
+    assert len(files) == 4 * (1 + 2 + 5 + 4)  # each: T1w, 2 ASL, 5 transforms, 4 truth maps
+    for rel in files:
+        assert provenance.sha256_file(small / rel) == provenance.sha256_file(tiny_dataset / rel), rel
+
+
 @pytest.mark.parametrize("options, field", [
     ({"subjects": 0}, "subjects"),
     ({"ketamine_sd": -1.0}, "ketamine_sd"),

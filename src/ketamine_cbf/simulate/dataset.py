@@ -27,24 +27,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ketamine_cbf import __version__
 from ketamine_cbf.errors import UsageError
 from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name, scan_entities
 from ketamine_cbf.io.provenance import save_nifti, write_json, write_text, write_tsv
-from ketamine_cbf.study import ACC_CENTRES_MNI
+from ketamine_cbf.simulate import _steps
 from ketamine_cbf.simulate import design as sdesign
 from ketamine_cbf.simulate import native, signal, truth, write
 from ketamine_cbf.simulate.params import validate
 from ketamine_cbf.stattools import rng as _rng
-from ketamine_cbf.study import RECEPTORS
-from ketamine_cbf.simulate.phenotype import build_phenotypes
+from ketamine_cbf.study import ACC_CENTRES_MNI
 
 __all__ = [
     "M0_SCALE", "BS_RESIDUAL", "REFERENCE_VOXEL", "T1W_SNR", "TRUTH_STEP", "simulate_dataset",
@@ -170,64 +170,6 @@ def _t1w(anat: truth.Anatomy, opts: dict, A: np.ndarray, rng: np.random.Generato
     sigma = 1000.0 / T1W_SNR
     data = np.sqrt((data + rng.normal(0, sigma, data.shape)) ** 2 + rng.normal(0, sigma, data.shape) ** 2)
     return _native_image(data, grid.affine, dtype=np.int16)
-
-
-class _GroupStats:
-    """Running sums of per-subject true deltaCBF maps inside the brain (for t maps)."""
-
-    def __init__(self, mask: np.ndarray):
-        self.mask = mask
-        self.n = 0
-        self.sums = {}
-
-    def add(self, maps: dict[str, np.ndarray]):
-        self.n += 1
-        for k, v in maps.items():
-            x = v[self.mask].astype(np.float64)
-            s, ss = self.sums.get(k, (0.0, 0.0))
-            self.sums[k] = (s + x, ss + x * x)
-
-    def mean_t(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        s, ss = self.sums[key]
-        n = self.n
-        mean = s / n
-        var = np.maximum(ss / n - mean ** 2, 0) * n / max(n - 1, 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(var > 0, mean / np.sqrt(var / n), 0.0)
-        return mean, t
-
-    def volume(self, vec: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.mask.shape, np.float32)
-        out[self.mask] = vec
-        return out
-
-
-def _receptor_stats(anat: truth.Anatomy, maps: dict[str, np.ndarray]) -> dict:
-    """Voxel Pearson r (receptor mask) and Schaefer-200 parcel Spearman r of effect maps
-    with each raw PET map."""
-    _, rmask = truth.receptor_zmaps(anat.resolution)
-    rmask = rmask & (truth.parcellation(anat.resolution) > 0)
-    pet = truth.receptor_maps(anat.resolution)
-    labels = truth.parcellation(anat.resolution)
-    pet_parcels = {k: truth.parcel_means(v, labels) for k, v in pet.items()}
-    out = {}
-    for name, m in maps.items():
-        if not np.ptp(m[rmask]) > 0:  # a constant map (null dataset): no correlation defined
-            out[name] = None
-            continue
-        mp = truth.parcel_means(m, labels)
-        rec = {}
-        for k in RECEPTORS:
-            ok = np.isfinite(mp) & np.isfinite(pet_parcels[k])
-            rec[k] = {
-                "voxel_pearson_r": float(np.corrcoef(m[rmask], pet[k][rmask])[0, 1]),
-                "parcel_pearson_r": float(np.corrcoef(mp[ok], pet_parcels[k][ok])[0, 1]),
-                "parcel_spearman_r": float(stats.spearmanr(mp[ok], pet_parcels[k][ok])[0]),
-            }
-        out[name] = rec
-    return out
-
-
 def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False, **options) -> Path:
     """Write a simulated BIDS-ASL crossover dataset with planted ground truth.
 
@@ -279,205 +221,274 @@ def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False, **o
     return out_dir
 
 
-def _build(root: Path, seed: int, o: dict) -> None:
-    null = o["null"]
-    res = o["resolution"]
-    gt = root / "derivatives" / "groundtruth"
-    anat = truth.load_anatomy(res)
-    base = truth.baseline_cbf(anat, o["gm_cbf"], o["wm_cbf"])
-    blobs = truth.blob_profiles(anat, o["blob_fwhm"])
-    rois = truth.roi_masks(anat, o["roi_radius"])
-    gm_mask = anat.gm_mask
-    fields = truth.FieldMaker(anat.shape, anat.affine, o["field_fwhm"], anat.brain)
-    amp_ket = {} if null else o["ketamine_receptors"]
-    amp_int = {} if null else o["interaction_receptors"]
-    k_global = 0.0 if null else o["ketamine_global"]
-    focal_mean = {"sgACC": o["ketamine_sgacc"], "pgACC": o["ketamine_pgacc"],
-                  "dACC": o["ketamine_dacc"]}
-    if null:
-        focal_mean = {k: 0.0 for k in focal_mean}
-    att = o["naltrexone_attenuation"]
-    # the planted group maps without their receptor parts (receptor parts are fitted to them)
-    ket_fixed = np.float32(k_global) * base
-    int_fixed = np.zeros(anat.shape, np.float32)
-    for roi in focal_mean:
-        ket_fixed = ket_fixed + np.float32(focal_mean[roi] * (1 - att / 2)) * blobs[roi]
-        int_fixed = int_fixed - np.float32(focal_mean[roi] * att) * blobs[roi]
-    spec = o["receptor_specificity"]
-    r_ket, rec_ket = truth.receptor_effect(anat, amp_ket, ket_fixed, acc=(rois, blobs),
-                                           specificity=spec)
-    r_int, rec_int = truth.receptor_effect(anat, amp_int, int_fixed, acc=(rois, blobs),
-                                           specificity=spec)
-    imager = _Imager(o, anat)
+@dataclass
+class _Context:
+    """What the steps of one build share: dataset root, master seed, options, model, imager."""
 
-    # ---- design ----------------------------------------------------------------------------
+    root: Path
+    seed: int
+    o: dict
+    model: _steps.Planted
+    imager: _Imager
+
+    @property
+    def gt(self) -> Path:
+        """The ground-truth derivative folder."""
+        return self.root / "derivatives" / "groundtruth"
+
+
+class _Scan(NamedTuple):
+    """One ASL scan: participant index and ID, session, period, run, time point, arm."""
+
+    i: int
+    pid: str
+    ses: str
+    period: int
+    run: int
+    tp: str
+    arm: str
+
+
+def _build(root: Path, seed: int, o: dict) -> None:
+    """Write the whole dataset into the empty folder ``root``.
+
+    The steps: the truth-level model, the design, each participant in turn (latent
+    values, T1w, both sessions), the phenotypes, the group maps and statistics, and
+    ``truth.json``.
+    """
+    model = _steps.planted_model(o)
+    ctx = _Context(root, seed, o, model, _Imager(o, model.anat))
+    participants, sess = _write_design(root, seed, o)
+    group = _steps.GroupStats(model.anat.brain)
+    truth_rows, scan_records, subject_records = [], [], {}
+    for i, pid in enumerate(participants["participant_id"]):
+        subject, scans, rows, deltas = _simulate_participant(ctx, i, pid, sess)
+        subject_records[pid] = subject
+        scan_records += scans
+        truth_rows += rows
+        group.add(_steps.contrast_maps(deltas))
+    planted = _steps.write_phenotypes(root, truth_rows, o, _rng(seed, _PHENO))
+    ket_map = (model.ket_fixed + model.r_ket).astype(np.float32)
+    int_map = (model.int_fixed + model.r_int).astype(np.float32)
+    _steps.write_group_maps(ctx.gt, model.anat, o["resolution"], ket_map, int_map)
+    tstats, sample_maps = _steps.true_group_t(group, model.anat, model.rois)
+    rstats = _steps.receptor_stats(model.anat, {
+        "ketamineEffect": ket_map, "interactionEffect": int_map,
+        "sample_mean_ket_pooled": sample_maps["ket_pooled"],
+        "sample_mean_interaction": sample_maps["interaction"]})
+    doc = _truth_document(ctx, rstats, tstats, planted, subject_records, scan_records)
+    write_json(ctx.gt / "truth.json", doc)
+    _fix_permissions(root)
+
+
+def _write_design(root: Path, seed: int, o: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Draw the crossover design and write the dataset's text files and participants.tsv.
+
+    Returns the participants and sessions tables.
+    """
     participants = sdesign.crossover(o["subjects"], _rng(seed, _DESIGN))
     sess = sdesign.sessions(participants)
     write.write_text_files(root, o, seed)
     write_tsv(root / "participants.tsv", participants)
-    write_json(gt / "dataset_description.json", write.groundtruth_description(seed))
+    write_json(root / "derivatives" / "groundtruth" / "dataset_description.json",
+               write.groundtruth_description(seed))
+    return participants, sess
 
-    group = _GroupStats(anat.brain)
-    truth_rows, scan_records, subject_records = [], [], {}
-    for i, (pid, order) in enumerate(zip(participants["participant_id"], participants["order"])):
-        rs = _rng(seed, _SUBJECT, i)
-        g_i = max(0.5, 1.0 + o["subject_sd"] * rs.standard_normal())
-        f_i = fields(rs)
-        trait = o["sgacc_trait_sd"] * rs.standard_normal()
-        u = {roi: o["ketamine_sd"] * rs.standard_normal() for roi in ACC_CENTRES_MNI}
-        subj_base = base * np.float32(g_i) * (1 + np.float32(o["subject_field_sd"]) * f_i) \
-            + np.float32(trait) * blobs["sgACC"]
-        ent_sub = scan_entities(pid, None, None)
-        subject_records[pid] = {"global_factor": g_i, "sgacc_trait": trait,
-                                "ketamine_subject_deviation": u}
-        # T1w in ses-1, own pose
-        A_t1, pose_t1 = native.random_pose(_rng(seed, _POSE, i, 0, 0), o["max_rotation"],
-                                           o["max_translation"])
-        t1_img = _t1w(anat, o, A_t1, _rng(seed, _ANAT, i))
-        ent1 = scan_entities(pid, "ses-1", None)
-        save_nifti(t1_img, root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w"))
-        write_json(root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w", ".json"),
-                   write.t1w_sidecar())
-        write_text(gt / pid / "ses-1" / "anat" / bids_name(
-            {**ent1, "from": "scanner", "to": TEMPLATE_SPACE, "mode": "image"}, "xfm", ".txt"),
-            _xfm_text(A_t1))
-        subject_records[pid]["t1w_pose"] = {**pose_t1, "matrix": A_t1.tolist()}
 
-        deltas = {}
-        for _, srow in sess[sess["participant_id"] == pid].iterrows():
-            ses, arm, period = srow["session_id"], srow["pretreatment"], int(srow["period"])
-            rss = _rng(seed, _SESSION, i, period)
-            e_s = o["session_sd"] * rss.standard_normal()
-            g_s = fields(rss)
-            v = {roi: o["ketamine_session_sd"] * rss.standard_normal() for roi in ACC_CENTRES_MNI}
-            bias, bias_par = native.coil_sensitivity(imager.grid, rss, o["coil_bias"])
-            ses_base = subj_base * np.float32(1 + e_s) * (1 + np.float32(o["run_field_sd"]) * g_s)
-            factor = (1 - att) if arm == "naltrexone" else 1.0
-            amps = {roi: 0.0 if null else focal_mean[roi] * factor + u[roi] + v[roi]
-                    for roi in ACC_CENTRES_MNI}
-            times = sdesign.scan_times(period, i, rss)
-            scans_rows, maps = [], {}
-            for run, tp in ((1, "pre"), (2, "during")):
-                rr = _rng(seed, _RUN, i, period, run)
-                e_r = o["run_sd"] * rr.standard_normal()
-                g_r = fields(rr)
-                cbf = ses_base * np.float32(1 + e_r) * (1 + np.float32(o["run_field_sd"]) * g_r)
-                if tp == "during":
-                    cbf = cbf * np.float32(1 + k_global)
-                    for roi, a in amps.items():
-                        cbf = cbf + np.float32(a) * blobs[roi]
-                    cbf = cbf + r_ket + (0.5 if arm == "naltrexone" else -0.5) * r_int
-                codes, cbf = _quantise(cbf)
-                maps[tp] = cbf
-                ent = scan_entities(pid, ses, run)
-                perf = Path(pid) / ses / "perf"
-                # ground truth
-                save_nifti(_truth_image(codes, anat.affine, 4), gt / perf / bids_name(
-                    {**ent, "space": TEMPLATE_SPACE, "res": res, "desc": "true"}, "cbf"))
-                A, pose = native.random_pose(_rng(seed, _POSE, i, period, run),
-                                             o["max_rotation"], o["max_translation"])
-                write_text(gt / perf / bids_name(
-                    {**ent, "from": "scanner", "to": TEMPLATE_SPACE, "mode": "image"}, "xfm",
-                    ".txt"), _xfm_text(A))
-                asl, true_native, types = imager.image(cbf, A, bias, _rng(seed, _NOISE, i, period, run))
-                save_nifti(_truth_image(_quantise(true_native)[0], imager.grid.affine, 1),
-                           gt / perf / bids_name({**ent, "desc": "true"}, "cbf"))
-                # raw BIDS
-                asl_name = bids_name(ent, "asl")
-                save_nifti(_native_image(asl, imager.grid.affine, dtype=np.int16, tr=o["tr"]),
-                           root / perf / asl_name)
-                write_json(root / perf / bids_name(ent, "asl", ".json"),
-                           write.asl_sidecar(o, len(types) - 1, len(types) - 1))
-                write_tsv(root / perf / bids_name(ent, "aslcontext", ".tsv"),
-                          pd.DataFrame({"volume_type": types}))
-                scans_rows.append({"filename": f"perf/{asl_name}", "acq_time": times[tp],
-                                   "timepoint": tp})
-                glob_gm = float(cbf[gm_mask].mean())
-                row = {"participant_id": pid, "session_id": ses, "run": run, "timepoint": tp,
-                       "pretreatment": arm, "global_gm_cbf": glob_gm}
-                for roi, m in rois.items():
-                    row[f"{roi.lower()}_cbf"] = float(cbf[m].mean())
-                scan_records.append({**row, "pose": {**pose, "matrix": A.tolist()},
-                                     "coil_bias": bias_par})
-            write_tsv(root / pid / ses / bids_name(scan_entities(pid, ses, None), "scans", ".tsv"),
-                      pd.DataFrame(scans_rows))
-            deltas[arm] = maps["during"] - maps["pre"]
-            pre = [r for r in scan_records if r["participant_id"] == pid and r["session_id"] == ses]
-            p, d = pre[0], pre[1]
-            trow = {"participant_id": pid, "session_id": ses, "pretreatment": arm,
-                    "period": period, "global_gm_cbf_pre": p["global_gm_cbf"],
-                    "global_gm_cbf_during": d["global_gm_cbf"]}
-            for roi in ACC_CENTRES_MNI:
-                key = roi.lower()
-                trow[f"{key}_pre_cbf"] = p[f"{key}_cbf"]
-                trow[f"{key}_during_cbf"] = d[f"{key}_cbf"]
-                trow[f"{key}_delta_cbf"] = d[f"{key}_cbf"] - p[f"{key}_cbf"]
-                trow[f"{key}_pre_rcbf"] = p[f"{key}_cbf"] / p["global_gm_cbf"]
-                trow[f"{key}_delta_rcbf"] = (d[f"{key}_cbf"] / d["global_gm_cbf"]
-                                             - p[f"{key}_cbf"] / p["global_gm_cbf"])
-                trow[f"ketamine_amplitude_{key}"] = amps[roi]
-            trow["sgacc_trait"] = trait
-            trow["global_factor"] = g_i
-            truth_rows.append(trow)
-        write_tsv(root / pid / bids_name(ent_sub, "sessions", ".tsv"),
-                  sess.loc[sess["participant_id"] == pid, ["session_id", "pretreatment", "period"]])
-        # the legacy bids-validator accepts no top-level sessions.json: one per participant
-        write_json(root / pid / bids_name(ent_sub, "sessions", ".json"), write.sessions_json())
-        group.add({"ket_placebo": deltas["placebo"], "ket_naltrexone": deltas["naltrexone"],
-                   "ket_pooled": 0.5 * (deltas["placebo"] + deltas["naltrexone"]),
-                   "interaction": deltas["naltrexone"] - deltas["placebo"]})
+def _simulate_participant(ctx: _Context, i: int, pid: str, sess: pd.DataFrame):
+    """Simulate and write participant ``i``: latent values, T1w, both sessions, sessions files.
 
-    # ---- phenotypes ------------------------------------------------------------------------
-    ptruth = pd.DataFrame(truth_rows)
-    tables, planted = build_phenotypes(ptruth, o, _rng(seed, _PHENO))
-    for name, df in tables.items():
-        write_tsv(root / "phenotype" / f"{name}.tsv", df)
-        write_json(root / "phenotype" / f"{name}.json", write.phenotype_json(name))
-    merged = ptruth.copy()
-    merged["psi_delusional_thinking"] = tables["psi"]["psi_delusional_thinking"].to_numpy()
-    merged["psi_perceptual_distortion"] = tables["psi"]["psi_perceptual_distortion"].to_numpy()
-    merged["madrs_improvement"] = (tables["madrs"]["madrs_baseline"]
-                                   - tables["madrs"]["madrs_day1"]).to_numpy()
-    merged["qids_sr_improvement"] = (tables["qids_sr"]["qids_sr_baseline"]
-                                     - tables["qids_sr"]["qids_sr_day1"]).to_numpy()
-    write_tsv(gt / "phenotype_truth.tsv", merged)
-    for arm in planted:
-        sub = merged[merged["pretreatment"] == arm]
-        for score, rec in planted[arm].items():
-            absolute = rec["imaging"].replace("_rcbf", "_cbf")
-            rec["realised_r_absolute_cbf"] = sdesign.pearson(sub[absolute], sub[score])
+    Returns (subject record, scan records, one truth row per session, true deltaCBF map
+    per arm).
+    """
+    subj_base, subject = _draw_subject(ctx, i)
+    subject["t1w_pose"] = _write_t1w(ctx, i, pid)
+    scan_records, truth_rows, deltas = [], [], {}
+    for _, srow in sess[sess["participant_id"] == pid].iterrows():
+        scans, trow, delta = _simulate_session(ctx, i, pid, srow, subj_base, subject)
+        scan_records += scans
+        truth_rows.append(trow)
+        deltas[srow["pretreatment"]] = delta
+    ent_sub = scan_entities(pid, None, None)
+    write_tsv(ctx.root / pid / bids_name(ent_sub, "sessions", ".tsv"),
+              sess.loc[sess["participant_id"] == pid, ["session_id", "pretreatment", "period"]])
+    # the legacy bids-validator accepts no top-level sessions.json: one per participant
+    write_json(ctx.root / pid / bids_name(ent_sub, "sessions", ".json"), write.sessions_json())
+    return subject, scan_records, truth_rows, deltas
 
-    # ---- group maps and statistics ---------------------------------------------------------
-    ket_map = (ket_fixed + r_ket).astype(np.float32)
-    int_map = (int_fixed + r_int).astype(np.float32)
-    grp = {"space": TEMPLATE_SPACE, "res": res}
-    save_nifti(anat.img(ket_map), gt / bids_name({**grp, "desc": "ketamineEffect"}, "cbf"))
-    save_nifti(anat.img(int_map), gt / bids_name({**grp, "desc": "interactionEffect"}, "cbf"))
 
-    tstats = {}
-    far = np.ones(anat.shape, bool)
-    for c in ACC_CENTRES_MNI.values():
-        far &= np.sum((anat.coords - np.asarray(c, np.float32)) ** 2, axis=-1) > 25.0 ** 2
-    sample_maps = {}
-    for key in ("ket_placebo", "ket_naltrexone", "ket_pooled", "interaction"):
-        mean, t = group.mean_t(key)
-        tv = group.volume(t)
-        sample_maps[key] = group.volume(mean)
-        tstats[key] = {
-            **{f"max_t_{roi}": float(tv[m].max()) for roi, m in rois.items()},
-            **{f"min_t_{roi}": float(tv[m].min()) for roi, m in rois.items()},
-            "max_abs_t_outside_acc": float(np.abs(tv[far & gm_mask]).max()),
-        }
-    rstats = _receptor_stats(anat, {
-        "ketamineEffect": ket_map, "interactionEffect": int_map,
-        "sample_mean_ket_pooled": sample_maps["ket_pooled"],
-        "sample_mean_interaction": sample_maps["interaction"]})
+def _draw_subject(ctx: _Context, i: int) -> tuple[np.ndarray, dict]:
+    """Draw participant ``i``'s latent values from its stream (g_i, f_i, t_i, then u_i).
 
-    doc = {
+    Returns the subject's baseline ``B g_i (1 + sigma_f f_i) + t_i P_sg`` and its record.
+    """
+    o, m = ctx.o, ctx.model
+    rs = _rng(ctx.seed, _SUBJECT, i)
+    g_i = max(0.5, 1.0 + o["subject_sd"] * rs.standard_normal())
+    f_i = m.fields(rs)
+    trait = o["sgacc_trait_sd"] * rs.standard_normal()
+    u = {roi: o["ketamine_sd"] * rs.standard_normal() for roi in ACC_CENTRES_MNI}
+    subj_base = m.base * np.float32(g_i) * (1 + np.float32(o["subject_field_sd"]) * f_i) \
+        + np.float32(trait) * m.blobs["sgACC"]
+    return subj_base, {"global_factor": g_i, "sgacc_trait": trait,
+                       "ketamine_subject_deviation": u}
+
+
+def _write_t1w(ctx: _Context, i: int, pid: str) -> dict:
+    """Image participant ``i``'s T1w (ses-1, own pose); write it and its true transform.
+
+    Returns the pose record.
+    """
+    o = ctx.o
+    A_t1, pose_t1 = native.random_pose(_rng(ctx.seed, _POSE, i, 0, 0), o["max_rotation"],
+                                       o["max_translation"])
+    t1_img = _t1w(ctx.model.anat, o, A_t1, _rng(ctx.seed, _ANAT, i))
+    ent1 = scan_entities(pid, "ses-1", None)
+    save_nifti(t1_img, ctx.root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w"))
+    write_json(ctx.root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w", ".json"),
+               write.t1w_sidecar())
+    _write_xfm(ctx.gt / pid / "ses-1" / "anat", ent1, A_t1)
+    return {**pose_t1, "matrix": A_t1.tolist()}
+
+
+def _write_xfm(folder: Path, ent: dict, A: np.ndarray) -> None:
+    """Write a scan's true scanner-to-MNI transform (``x_MNI = A @ [x_scanner, 1]``)."""
+    write_text(folder / bids_name(
+        {**ent, "from": "scanner", "to": TEMPLATE_SPACE, "mode": "image"}, "xfm", ".txt"),
+        _xfm_text(A))
+
+
+def _simulate_session(ctx: _Context, i: int, pid: str, srow: pd.Series,
+                      subj_base: np.ndarray, subject: dict):
+    """Simulate and write one session: the pre and during runs and the scans.tsv.
+
+    Returns (the two scan records, the session's truth row, true deltaCBF during - pre).
+    """
+    ses, arm, period = srow["session_id"], srow["pretreatment"], int(srow["period"])
+    ses_base, amps, bias, bias_par, times = _draw_session(
+        ctx, i, period, arm, subj_base, subject["ketamine_subject_deviation"])
+    maps, scans_rows, records = {}, [], []
+    for run, tp in ((1, "pre"), (2, "during")):
+        scan = _Scan(i, pid, ses, period, run, tp, arm)
+        codes, maps[tp] = _true_cbf(ctx, scan, ses_base, amps)
+        asl_name, pose = _write_scan(ctx, scan, codes, maps[tp], bias)
+        scans_rows.append({"filename": f"perf/{asl_name}", "acq_time": times[tp],
+                           "timepoint": tp})
+        records.append({**_scan_values(ctx.model, scan, maps[tp]), "pose": pose,
+                        "coil_bias": bias_par})
+    write_tsv(ctx.root / pid / ses / bids_name(scan_entities(pid, ses, None), "scans", ".tsv"),
+              pd.DataFrame(scans_rows))
+    trow = _session_truth_row(records[0], records[1], period, amps, subject)
+    return records, trow, maps["during"] - maps["pre"]
+
+
+def _draw_session(ctx: _Context, i: int, period: int, arm: str, subj_base: np.ndarray,
+                  u: dict):
+    """Draw a session's latent values from its stream (e_is, g_is, v_is, coil bias, times).
+
+    Returns (session baseline S, focal amplitudes A_roi, coil bias field and parameters,
+    acquisition times).
+    """
+    o, m = ctx.o, ctx.model
+    rss = _rng(ctx.seed, _SESSION, i, period)
+    e_s = o["session_sd"] * rss.standard_normal()
+    g_s = m.fields(rss)
+    v = {roi: o["ketamine_session_sd"] * rss.standard_normal() for roi in ACC_CENTRES_MNI}
+    bias, bias_par = native.coil_sensitivity(ctx.imager.grid, rss, o["coil_bias"])
+    ses_base = subj_base * np.float32(1 + e_s) * (1 + np.float32(o["run_field_sd"]) * g_s)
+    factor = (1 - m.att) if arm == "naltrexone" else 1.0
+    amps = {roi: 0.0 if m.null else m.focal_mean[roi] * factor + u[roi] + v[roi]
+            for roi in ACC_CENTRES_MNI}
+    times = sdesign.scan_times(period, i, rss)
+    return ses_base, amps, bias, bias_par, times
+
+
+def _true_cbf(ctx: _Context, scan: _Scan, ses_base: np.ndarray, amps: dict):
+    """Draw a run's deviations (e_isr, g_isr) and return its true CBF as stored.
+
+    During the infusion the global, focal and receptor ketamine effects are added.
+    Returns (int16 codes, float values), see :func:`_quantise`.
+    """
+    o, m = ctx.o, ctx.model
+    rr = _rng(ctx.seed, _RUN, scan.i, scan.period, scan.run)
+    e_r = o["run_sd"] * rr.standard_normal()
+    g_r = m.fields(rr)
+    cbf = ses_base * np.float32(1 + e_r) * (1 + np.float32(o["run_field_sd"]) * g_r)
+    if scan.tp == "during":
+        cbf = cbf * np.float32(1 + m.k_global)
+        for roi, a in amps.items():
+            cbf = cbf + np.float32(a) * m.blobs[roi]
+        cbf = cbf + m.r_ket + (0.5 if scan.arm == "naltrexone" else -0.5) * m.r_int
+    return _quantise(cbf)
+
+
+def _write_scan(ctx: _Context, scan: _Scan, codes: np.ndarray, cbf: np.ndarray,
+                bias: np.ndarray) -> tuple[str, dict]:
+    """Image one run and write it: true CBF (MNI and native), transform, ASL, sidecars.
+
+    Returns (ASL file name, pose record).
+    """
+    o, imager = ctx.o, ctx.imager
+    ent = scan_entities(scan.pid, scan.ses, scan.run)
+    perf = Path(scan.pid) / scan.ses / "perf"
+    save_nifti(_truth_image(codes, ctx.model.anat.affine, 4), ctx.gt / perf / bids_name(
+        {**ent, "space": TEMPLATE_SPACE, "res": o["resolution"], "desc": "true"}, "cbf"))
+    A, pose = native.random_pose(_rng(ctx.seed, _POSE, scan.i, scan.period, scan.run),
+                                 o["max_rotation"], o["max_translation"])
+    _write_xfm(ctx.gt / perf, ent, A)
+    asl, true_native, types = imager.image(
+        cbf, A, bias, _rng(ctx.seed, _NOISE, scan.i, scan.period, scan.run))
+    save_nifti(_truth_image(_quantise(true_native)[0], imager.grid.affine, 1),
+               ctx.gt / perf / bids_name({**ent, "desc": "true"}, "cbf"))
+    asl_name = bids_name(ent, "asl")
+    save_nifti(_native_image(asl, imager.grid.affine, dtype=np.int16, tr=o["tr"]),
+               ctx.root / perf / asl_name)
+    write_json(ctx.root / perf / bids_name(ent, "asl", ".json"),
+               write.asl_sidecar(o, len(types) - 1, len(types) - 1))
+    write_tsv(ctx.root / perf / bids_name(ent, "aslcontext", ".tsv"),
+              pd.DataFrame({"volume_type": types}))
+    return asl_name, {**pose, "matrix": A.tolist()}
+
+
+def _scan_values(model: _steps.Planted, scan: _Scan, cbf: np.ndarray) -> dict:
+    """Return a scan's truth-level values: global GM CBF and the mean CBF of each ACC ROI."""
+    row = {"participant_id": scan.pid, "session_id": scan.ses, "run": scan.run,
+           "timepoint": scan.tp, "pretreatment": scan.arm,
+           "global_gm_cbf": float(cbf[model.anat.gm_mask].mean())}
+    for roi, m in model.rois.items():
+        row[f"{roi.lower()}_cbf"] = float(cbf[m].mean())
+    return row
+
+
+def _session_truth_row(p: dict, d: dict, period: int, amps: dict, subject: dict) -> dict:
+    """Return a session's row of phenotype_truth.tsv from its pre (p) and during (d) values."""
+    trow = {"participant_id": p["participant_id"], "session_id": p["session_id"],
+            "pretreatment": p["pretreatment"], "period": period,
+            "global_gm_cbf_pre": p["global_gm_cbf"],
+            "global_gm_cbf_during": d["global_gm_cbf"]}
+    for roi in ACC_CENTRES_MNI:
+        key = roi.lower()
+        trow[f"{key}_pre_cbf"] = p[f"{key}_cbf"]
+        trow[f"{key}_during_cbf"] = d[f"{key}_cbf"]
+        trow[f"{key}_delta_cbf"] = d[f"{key}_cbf"] - p[f"{key}_cbf"]
+        trow[f"{key}_pre_rcbf"] = p[f"{key}_cbf"] / p["global_gm_cbf"]
+        trow[f"{key}_delta_rcbf"] = (d[f"{key}_cbf"] / d["global_gm_cbf"]
+                                     - p[f"{key}_cbf"] / p["global_gm_cbf"])
+        trow[f"ketamine_amplitude_{key}"] = amps[roi]
+    trow["sgacc_trait"] = subject["sgacc_trait"]
+    trow["global_factor"] = subject["global_factor"]
+    return trow
+
+
+def _truth_document(ctx: _Context, rstats: dict, tstats: dict, planted: dict,
+                    subjects: dict, scans: list) -> dict:
+    """Return the content of ``truth.json``: options, model, imaging, effects, latent values."""
+    o, m = ctx.o, ctx.model
+    return {
         "description": write.SIM_NOTICE,
-        "package": "ketamine-cbf", "version": __version__, "seed": seed,
+        "package": "ketamine-cbf", "version": __version__, "seed": ctx.seed,
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in o.items()},
-        "null": null,
+        "null": m.null,
         "model": {
             "cbf_units": "ml/100 g/min",
             "baseline": "gm_cbf * gm * pattern + wm_cbf * wm; pattern = Holiga 2018 group CBF "
@@ -487,46 +498,11 @@ def _build(root: Path, seed: int, o: dict) -> None:
             "relative_cbf": "ROI mean / global GM mean of the same scan",
             "interaction_split": "+R_int/2 under naltrexone, -R_int/2 under placebo",
         },
-        "quantification": {
-            "formula": "CBF = 6000 lambda dM exp(PLD/T1b) / (2 alpha T1b M0 (1 - exp(-tau/T1b))) "
-                       "(Alsop et al. 2015, MRM 73:102)",
-            "lambda": signal.LAMBDA, "t1_blood": signal.T1_BLOOD,
-            "alpha_pcasl": signal.ALPHA_PCASL, "alpha_bs_per_pulse": signal.ALPHA_BS_PULSE,
-            "bs_pulses": o["bs_pulses"], "alpha_effective": imager.alpha,
-            "post_labeling_delay": o["post_labeling_delay"],
-            "labeling_duration": o["labeling_duration"],
-            "m0_tr": o["m0_tr"], "t1_tissue_m0": signal.T1_TISSUE,
-            "m0_recovery_fraction": imager.recovery,
-            "m0_correction": "measured M0 = M0 (1 - exp(-TR_M0 / 1.3 s)); divide it out",
-            "deltam_per_cbf_per_m0": imager.k, "m0_scale_csf": M0_SCALE,
-            "proton_density": {"csf": signal.PD_CSF, "gm": signal.PD_GM, "wm": signal.PD_WM},
-            "deltam_scaling": "deltaM is the mean control - label difference, same units as M0",
-        },
-        "imaging": {
-            "native_grid_shape": list(imager.grid.shape),
-            "native_voxel_size": list(imager.grid.voxel_size),
-            "native_affine": imager.grid.affine.tolist(),
-            "supersampling": list(imager.sub),
-            "psf_fwhm_voxels": list(o["psf_fwhm"]),
-            "noise_sd_deltam": imager.sigma_dm, "noise_sd_m0": imager.sigma_m0,
-            "snr_voxel_volume_factor": imager.snr_scale,
-            "snr_reference_voxel_mm": list(REFERENCE_VOXEL),
-            "truth_storage": "int16 with scl_slope 0.01 (ml/100 g/min); values as read back",
-            "noise": "Gaussian on deltaM and control/label, Rician (magnitude) on M0 and T1w",
-            "bs_residual_static_fraction": BS_RESIDUAL,
-            "head_centre_mni": list(native.HEAD_CENTRE_MNI),
-            "pose_convention": "x_MNI = A @ [x_scanner, 1] (world mm, RAS)",
-        },
-        "rois": {name: {"centre_mni": list(c), "radius_mm": o["roi_radius"],
-                        "gm_threshold": truth.GM_THRESHOLD, "n_voxels": int(rois[name].sum())}
-                 for name, c in ACC_CENTRES_MNI.items()},
-        "blobs": {name: {"centre_mni": list(c), "fwhm_mm": o["blob_fwhm"],
-                         "mean_amplitude_placebo": focal_mean[name],
-                         "mean_amplitude_naltrexone": focal_mean[name] * (1 - att),
-                         "masked_by": "GM probability"}
-                  for name, c in ACC_CENTRES_MNI.items()},
-        "ketamine_global_fraction": k_global,
-        "receptors": {"ketamine": rec_ket, "interaction": rec_int,
+        "quantification": _quantification_doc(o, ctx.imager),
+        "imaging": _imaging_doc(o, ctx.imager),
+        **_steps.acc_doc(o, m),
+        "ketamine_global_fraction": m.k_global,
+        "receptors": {"ketamine": m.rec_ket, "interaction": m.rec_int,
                       "parcellation": "Schaefer 2018, 200 parcels, 7 networks (parcel means "
                                       "over all voxels of each parcel)",
                       "construction": "sum_k a_k e_k of the parcel-level unique components, "
@@ -535,11 +511,47 @@ def _build(root: Path, seed: int, o: dict) -> None:
                       "correlations": rstats},
         "true_group_t": tstats,
         "planted_correlations": planted,
-        "subjects": subject_records,
-        "scans": scan_records,
+        "subjects": subjects,
+        "scans": scans,
     }
-    write_json(gt / "truth.json", doc)
-    _fix_permissions(root)
+
+
+def _quantification_doc(o: dict, imager: _Imager) -> dict:
+    """Return the ``quantification`` section of truth.json: the forward model's constants."""
+    return {
+        "formula": "CBF = 6000 lambda dM exp(PLD/T1b) / (2 alpha T1b M0 (1 - exp(-tau/T1b))) "
+                   "(Alsop et al. 2015, MRM 73:102)",
+        "lambda": signal.LAMBDA, "t1_blood": signal.T1_BLOOD,
+        "alpha_pcasl": signal.ALPHA_PCASL, "alpha_bs_per_pulse": signal.ALPHA_BS_PULSE,
+        "bs_pulses": o["bs_pulses"], "alpha_effective": imager.alpha,
+        "post_labeling_delay": o["post_labeling_delay"],
+        "labeling_duration": o["labeling_duration"],
+        "m0_tr": o["m0_tr"], "t1_tissue_m0": signal.T1_TISSUE,
+        "m0_recovery_fraction": imager.recovery,
+        "m0_correction": "measured M0 = M0 (1 - exp(-TR_M0 / 1.3 s)); divide it out",
+        "deltam_per_cbf_per_m0": imager.k, "m0_scale_csf": M0_SCALE,
+        "proton_density": {"csf": signal.PD_CSF, "gm": signal.PD_GM, "wm": signal.PD_WM},
+        "deltam_scaling": "deltaM is the mean control - label difference, same units as M0",
+    }
+
+
+def _imaging_doc(o: dict, imager: _Imager) -> dict:
+    """Return the ``imaging`` section of truth.json: native grid, PSF, noise, poses."""
+    return {
+        "native_grid_shape": list(imager.grid.shape),
+        "native_voxel_size": list(imager.grid.voxel_size),
+        "native_affine": imager.grid.affine.tolist(),
+        "supersampling": list(imager.sub),
+        "psf_fwhm_voxels": list(o["psf_fwhm"]),
+        "noise_sd_deltam": imager.sigma_dm, "noise_sd_m0": imager.sigma_m0,
+        "snr_voxel_volume_factor": imager.snr_scale,
+        "snr_reference_voxel_mm": list(REFERENCE_VOXEL),
+        "truth_storage": "int16 with scl_slope 0.01 (ml/100 g/min); values as read back",
+        "noise": "Gaussian on deltaM and control/label, Rician (magnitude) on M0 and T1w",
+        "bs_residual_static_fraction": BS_RESIDUAL,
+        "head_centre_mni": list(native.HEAD_CENTRE_MNI),
+        "pose_convention": "x_MNI = A @ [x_scanner, 1] (world mm, RAS)",
+    }
 
 
 def _fix_permissions(root: Path) -> None:
