@@ -53,6 +53,94 @@ def test_real_scan_metadata_loads():
     assert scan.metadata["RepetitionTimePreparation"] == 0  # the quirk, handled in quantify
 
 
+
+# --------------------------------------------------------------- load_scan steps (direct)
+
+def _scan_with(tmp_path, **fields):
+    """Write one PCASL scan whose sidecar is updated by ``fields`` (None drops a field)."""
+    path, *_ = pcasl_scan(tmp_path)
+    side = path.with_name(path.name.replace(".nii.gz", ".json"))
+    meta = dict(_json(side), **fields)
+    side.write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+    return path, side
+
+
+_PASL = dict(ArterialSpinLabelingType="PASL", BolusCutOffFlag=True)
+
+STEP_CASES = [
+    # (id, sidecar fields, exact message after "<sidecar>: ")
+    ("pasl-no-technique", _PASL, "missing required field 'BolusCutOffTechnique' (BolusCutOffFlag is true)"),
+    ("pasl-quipss1", dict(_PASL, BolusCutOffTechnique="QUIPSS"),
+     "BolusCutOffTechnique 'QUIPSS' is not supported (QUIPSSII or Q2TIPS; QUIPSS I needs the bolus "
+     "width model of Wong et al. 1998, not implemented)"),
+    ("q2tips-one-delay", dict(_PASL, BolusCutOffTechnique="Q2TIPS", BolusCutOffDelayTime=0.7),
+     "BolusCutOffDelayTime must have 2 values for Q2TIPS (got 1)"),
+    ("quipss2-two-delays", dict(_PASL, BolusCutOffTechnique="QUIPSSII", BolusCutOffDelayTime=[0.7, 1.6]),
+     "BolusCutOffDelayTime must be a single number for QUIPSSII (got 2 values)"),
+    ("bs-pulses-negative", dict(BackgroundSuppression=True, BackgroundSuppressionNumberPulses=-1),
+     "BackgroundSuppressionNumberPulses must be an integer >= 0 (got -1)"),
+    ("slicetiming-not-numbers", dict(MRAcquisitionType="2D", SliceTiming="0 0.1"),
+     "SliceTiming must be a list of numbers"),
+    # several faults: the first check in load_scan's order names its field
+    ("pld-before-efficiency", dict(PostLabelingDelay=0, LabelingEfficiency=1.7),
+     "PostLabelingDelay must be > 0 s for label/control/deltam volumes (got 0)"),
+    ("required-before-timing", dict(PostLabelingDelay=-1, MagneticFieldStrength=None),
+     "missing required field 'MagneticFieldStrength'"),
+    ("m0type-before-bs", dict(M0Type="Inside", BackgroundSuppression="yes"),
+     "M0Type must be one of Separate, Included, Estimate, Absent (got 'Inside')"),
+]
+
+
+@pytest.mark.parametrize("case", STEP_CASES, ids=[c[0] for c in STEP_CASES])
+def test_load_scan_exact_messages(tmp_path, case):
+    _, fields, message = case
+    path, side = _scan_with(tmp_path, **fields)
+    with pytest.raises(InputError) as info:
+        load_scan(tmp_path, path)
+    assert str(info.value) == f"{side}: {message}"
+
+
+def test_load_scan_sidecar_checks_precede_aslcontext_pairing(tmp_path):
+    path, side = _scan_with(tmp_path, LabelingEfficiency=1.7)
+    ctx = path.with_name(path.name.replace("_asl.nii.gz", "_aslcontext.tsv"))
+    ctx.write_text("volume_type\nlabel\nlabel\nlabel\ncontrol\nm0scan\n")
+    with pytest.raises(InputError, match=r"LabelingEfficiency must be in \(0, 1\] \(got 1\.7\)"):
+        load_scan(tmp_path, path)
+
+
+def test_load_scan_relative_path_and_absent_m0(tmp_path):
+    path, side = _scan_with(tmp_path, M0Type="Absent")
+    scan = load_scan(tmp_path, path.relative_to(tmp_path))
+    assert scan.path == path and scan.m0_path is None and scan.m0_metadata == {}
+    ctx = path.with_name(path.name.replace("_asl.nii.gz", "_aslcontext.tsv"))
+    ctx.write_text("volume_type\ndeltam\ndeltam\ndeltam\ndeltam\nm0scan\n")
+    with pytest.raises(InputError) as info:
+        load_scan(tmp_path, path)
+    assert str(info.value) == (f"{side}: M0Type is 'Absent' and there are no control (or cbf) "
+                               "volumes: CBF cannot be quantified without an M0")
+
+
+@pytest.mark.parametrize("how", ["same-entities", "intended-for"])
+def test_load_scan_finds_separate_m0(tmp_path, how):
+    path, _ = _scan_with(tmp_path, M0Type="Separate")
+    img = nib.load(str(path))
+    stem = "sub-01_ses-1_run-1" if how == "same-entities" else "sub-01_ses-1_acq-m0"
+    m0 = path.with_name(f"{stem}_m0scan.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., -1:], img.affine), str(m0))
+    m0_side = m0.with_name(f"{stem}_m0scan.json")
+    meta = {"RepetitionTimePreparation": 6.0}
+    if how == "intended-for":
+        meta["IntendedFor"] = f"bids::{path.relative_to(tmp_path)}"
+    m0_side.write_text(json.dumps(meta))
+    scan = load_scan(tmp_path, path)
+    assert (scan.m0_path, scan.m0_sidecar, scan.m0_metadata) == (m0, m0_side, meta)
+    m0_side.unlink()
+    if how == "same-entities":
+        with pytest.raises(InputError) as info:
+            load_scan(tmp_path, path)
+        assert str(info.value) == f"{m0}: sidecar JSON of the M0 scan not found"
+
+
 # --------------------------------------------------------------- malformed input (CLI)
 
 def _set(**kv):

@@ -394,6 +394,140 @@ def _find_m0scan(bids_dir: Path, asl_path: Path) -> tuple[Path | None, Path | No
     return None, None
 
 
+def _merged_sidecar(bids_dir: Path, asl_path: Path) -> tuple[dict, list[Path]]:
+    """Return the sidecar fields merged by inheritance and the files merged, shallowest first."""
+    sidecars = inherited_files(bids_dir, asl_path, "asl", ".json")
+    if not sidecars:
+        own = asl_path.parent / (_strip_ext(asl_path.name) + ".json")
+        raise InputError(f"{own}: sidecar JSON not found (needed for the ASL metadata)")
+    return {k: v for p in sidecars for k, v in read_json(p).items()}, sidecars
+
+
+def _scan_aslcontext(bids_dir: Path, asl_path: Path, n_vol: int) -> tuple[list[str], Path]:
+    """Return each volume's type and the (most specific) aslcontext file it comes from."""
+    ctx_files = inherited_files(bids_dir, asl_path, "aslcontext", ".tsv")
+    if not ctx_files:
+        ctx_path = asl_path.parent / (_strip_ext(asl_path.name)[: -len("_asl")] + "_aslcontext.tsv")
+        raise InputError(f"{ctx_path}: aslcontext file not found (needed to know each volume's type)")
+    return read_aslcontext(ctx_files[-1], n_vol), ctx_files[-1]
+
+
+def _check_required_fields(meta: dict, src: Path) -> None:
+    """Check that the required fields are present, with allowed values and types."""
+    for key in REQUIRED_FIELDS:
+        if key not in meta:
+            raise InputError(f"{src}: missing required field '{key}'")
+    for key, values in (("ArterialSpinLabelingType", ASL_TYPES), ("M0Type", M0_TYPES)):
+        if meta[key] not in values:
+            raise InputError(f"{src}: {key} must be one of {', '.join(values)} (got {meta[key]!r})")
+    _bool_field(meta, "BackgroundSuppression", src)
+    numeric_field(meta, "MagneticFieldStrength", src, allow_array=False)
+
+
+def _check_labelling_timing(meta: dict, src: Path, context: list[str], n_vol: int) -> None:
+    """Check PostLabelingDelay (LabelingDuration unless PASL) > 0 for label/control/deltam."""
+    # m0scan volumes of a multi-delay series carry PostLabelingDelay 0 (BIDS): not checked
+    signal_idx = np.flatnonzero(np.isin(context, ("control", "label", "deltam")))
+    pasl = meta["ArterialSpinLabelingType"] == "PASL"
+    for key in ("PostLabelingDelay",) + (() if pasl else ("LabelingDuration",)):
+        vals = np.atleast_1d(numeric_field(meta, key, src, n_vol, allow_zero=True))
+        used = vals[signal_idx] if vals.size > 1 else vals
+        if signal_idx.size and np.any(used <= 0):
+            raise InputError(f"{src}: {key} must be > 0 s for label/control/deltam volumes "
+                             f"(got {used.min():g})")
+
+
+def _check_bolus_cutoff(meta: dict, src: Path) -> None:
+    """Check the PASL bolus cut-off fields (QUIPSS II or Q2TIPS and its delay times)."""
+    if not _bool_field(meta, "BolusCutOffFlag", src):
+        raise InputError(f"{src}: BolusCutOffFlag is false: PASL without a bolus cut-off "
+                         "(QUIPSS II / Q2TIPS) has no defined bolus duration TI1 and cannot "
+                         "be quantified with the white-paper model")
+    tech = meta.get("BolusCutOffTechnique")
+    if tech is None:
+        raise InputError(f"{src}: missing required field 'BolusCutOffTechnique' "
+                         "(BolusCutOffFlag is true)")
+    if tech not in ("QUIPSSII", "Q2TIPS"):
+        raise InputError(f"{src}: BolusCutOffTechnique {tech!r} is not supported "
+                         "(QUIPSSII or Q2TIPS; QUIPSS I needs the bolus width model of "
+                         "Wong et al. 1998, not implemented)")
+    n_delay = np.size(numeric_field(meta, "BolusCutOffDelayTime", src))
+    if tech == "Q2TIPS" and n_delay != 2:
+        raise InputError(f"{src}: BolusCutOffDelayTime must have 2 values for Q2TIPS "
+                         f"(got {n_delay})")
+    if tech == "QUIPSSII" and n_delay != 1:
+        raise InputError(f"{src}: BolusCutOffDelayTime must be a single number for "
+                         f"{tech} (got {n_delay} values)")
+
+
+def _check_optional_fields(meta: dict, src: Path) -> None:
+    """Check ``LabelingEfficiency`` and ``BackgroundSuppressionNumberPulses`` when given."""
+    if "LabelingEfficiency" in meta:
+        eff = numeric_field(meta, "LabelingEfficiency", src, allow_array=False)
+        if eff > 1:
+            raise InputError(f"{src}: LabelingEfficiency must be in (0, 1] (got {eff:g})")
+    if meta["BackgroundSuppression"] and "BackgroundSuppressionNumberPulses" in meta:
+        n = meta["BackgroundSuppressionNumberPulses"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise InputError(f"{src}: BackgroundSuppressionNumberPulses must be an integer >= 0 "
+                             f"(got {n!r})")
+
+
+def _check_volume_types(context: list[str], ctx_path: Path) -> None:
+    """Check that labels and controls come in pairs and that some volume carries signal."""
+    n_label, n_control = context.count("label"), context.count("control")
+    if n_label != n_control:
+        raise InputError(f"{ctx_path}: volume_type has {n_label} label and {n_control} control "
+                         "volumes (they must come in pairs)")
+    if not (n_label or context.count("deltam") or context.count("cbf")):
+        raise InputError(f"{ctx_path}: volume_type has no label/control, deltam or cbf volume")
+
+
+def _scan_m0(bids_dir: Path, asl_path: Path, meta: dict, src: Path, context: list[str],
+             ctx_path: Path) -> tuple[Path | None, Path | None, dict]:
+    """Check the M0 that ``M0Type`` promises; return a separate one's image, sidecar, fields."""
+    m0_type, bs = meta["M0Type"], meta["BackgroundSuppression"]
+    if m0_type == "Included" and "m0scan" not in context:
+        raise InputError(f"{ctx_path}: M0Type is 'Included' but volume_type has no m0scan volume")
+    if m0_type == "Estimate":
+        numeric_field(meta, "M0Estimate", src, allow_array=False)
+    if m0_type == "Absent" and not context.count("cbf"):
+        if not context.count("control"):
+            raise InputError(f"{src}: M0Type is 'Absent' and there are no control (or cbf) "
+                             "volumes: CBF cannot be quantified without an M0")
+        if bs:
+            raise InputError(f"{src}: M0Type is 'Absent' and BackgroundSuppression is true: "
+                             "background-suppressed control volumes cannot stand in for M0")
+    if m0_type != "Separate":
+        return None, None, {}
+    m0_path, m0_sidecar = _find_m0scan(bids_dir, asl_path)
+    if m0_path is None:
+        raise InputError(f"{src}: M0Type is 'Separate' but no *_m0scan.nii[.gz] for "
+                         f"{asl_path.name} was found in {asl_path.parent}")
+    m0_img = _image_header(m0_path)
+    if m0_sidecar is None:
+        raise InputError(f"{m0_path}: sidecar JSON of the M0 scan not found")
+    m0_meta = read_json(m0_sidecar)
+    if len(m0_img.shape) == 4 and m0_img.shape[3] == 0:
+        raise InputError(f"{m0_path}: M0 image has no volume")
+    return m0_path, m0_sidecar, m0_meta
+
+
+def _check_slice_timing(meta: dict, src: Path, shape: tuple) -> None:
+    """Check ``SliceTiming`` of a 2D acquisition: numbers, one per slice, finite and >= 0."""
+    if meta.get("MRAcquisitionType") != "2D" or "SliceTiming" not in meta:
+        return
+    st = meta["SliceTiming"]
+    if not isinstance(st, list) or not all(_is_number(x) for x in st):
+        raise InputError(f"{src}: SliceTiming must be a list of numbers")
+    axis = "ijk".index(str(meta.get("SliceEncodingDirection", "k"))[0])
+    if len(st) != shape[axis]:
+        raise InputError(f"{src}: SliceTiming has {len(st)} values but the image has "
+                         f"{shape[axis]} slices")
+    if any((not math.isfinite(x)) or x < 0 for x in st):
+        raise InputError(f"{src}: SliceTiming values must be finite and >= 0")
+
+
 def load_scan(bids_dir: str | Path, asl_path: str | Path) -> ASLScan:
     """Read and validate one BIDS-ASL scan (metadata and headers; voxel data not loaded).
 
@@ -419,134 +553,28 @@ def load_scan(bids_dir: str | Path, asl_path: str | Path) -> ASLScan:
         fields, label/control pairing, an M0 available as ``M0Type`` promises,
         ``M0Estimate`` > 0, ``SliceTiming`` length, separate M0 on a compatible grid.
     """
-    bids_dir = Path(bids_dir)
-    asl_path = Path(asl_path)
+    bids_dir, asl_path = Path(bids_dir), Path(asl_path)
     if not asl_path.is_absolute() and not asl_path.is_file():
         asl_path = bids_dir / asl_path
     if not asl_path.is_file():
         raise InputError(f"{asl_path}: ASL file does not exist")
     img = _image_header(asl_path)
     n_vol = img.shape[3] if len(img.shape) == 4 else 1
-
-    sidecars = inherited_files(bids_dir, asl_path, "asl", ".json")
-    own = asl_path.parent / (_strip_ext(asl_path.name) + ".json")
-    if not sidecars:
-        raise InputError(f"{own}: sidecar JSON not found (needed for the ASL metadata)")
-    meta: dict = {}
-    for p in sidecars:
-        meta.update(read_json(p))
+    meta, sidecars = _merged_sidecar(bids_dir, asl_path)
     src = sidecars[-1]
-
-    ctx_files = inherited_files(bids_dir, asl_path, "aslcontext", ".tsv")
-    ctx_path = ctx_files[-1] if ctx_files else (
-        asl_path.parent / (_strip_ext(asl_path.name)[: -len("_asl")] + "_aslcontext.tsv"))
-    if not ctx_files:
-        raise InputError(f"{ctx_path}: aslcontext file not found (needed to know each volume's type)")
-    context = read_aslcontext(ctx_path, n_vol)
-
-    for key in REQUIRED_FIELDS:
-        if key not in meta:
-            raise InputError(f"{src}: missing required field '{key}'")
-    asl_type = meta["ArterialSpinLabelingType"]
-    if asl_type not in ASL_TYPES:
-        raise InputError(f"{src}: ArterialSpinLabelingType must be one of {', '.join(ASL_TYPES)} "
-                         f"(got {asl_type!r})")
-    m0_type = meta["M0Type"]
-    if m0_type not in M0_TYPES:
-        raise InputError(f"{src}: M0Type must be one of {', '.join(M0_TYPES)} (got {m0_type!r})")
-    bs = _bool_field(meta, "BackgroundSuppression", src)
-    numeric_field(meta, "MagneticFieldStrength", src, allow_array=False)
-
-    # m0scan volumes of a multi-delay series carry PostLabelingDelay 0 (BIDS): only the
-    # label/control/deltam volumes must have a positive delay and labelling duration.
-    signal_idx = np.array([i for i, v in enumerate(context) if v in ("control", "label", "deltam")],
-                          dtype=int)
-    for key in ("PostLabelingDelay",) + (("LabelingDuration",) if asl_type != "PASL" else ()):
-        vals = np.atleast_1d(numeric_field(meta, key, src, n_vol, allow_zero=True))
-        used = vals[signal_idx] if vals.size > 1 else vals
-        if signal_idx.size and np.any(used <= 0):
-            raise InputError(f"{src}: {key} must be > 0 s for label/control/deltam volumes "
-                             f"(got {used.min():g})")
-    if asl_type == "PASL":
-        flag = _bool_field(meta, "BolusCutOffFlag", src)
-        if flag:
-            tech = meta.get("BolusCutOffTechnique")
-            if tech is None:
-                raise InputError(f"{src}: missing required field 'BolusCutOffTechnique' "
-                                 "(BolusCutOffFlag is true)")
-            if tech not in ("QUIPSSII", "Q2TIPS"):
-                raise InputError(f"{src}: BolusCutOffTechnique {tech!r} is not supported "
-                                 "(QUIPSSII or Q2TIPS; QUIPSS I needs the bolus width model of "
-                                 "Wong et al. 1998, not implemented)")
-            delay = numeric_field(meta, "BolusCutOffDelayTime", src)
-            if tech == "Q2TIPS" and np.size(delay) != 2:
-                raise InputError(f"{src}: BolusCutOffDelayTime must have 2 values for Q2TIPS "
-                                 f"(got {np.size(delay)})")
-            if tech == "QUIPSSII" and np.size(delay) != 1:
-                raise InputError(f"{src}: BolusCutOffDelayTime must be a single number for "
-                                 f"{tech} (got {np.size(delay)} values)")
-        else:
-            raise InputError(f"{src}: BolusCutOffFlag is false: PASL without a bolus cut-off "
-                             "(QUIPSS II / Q2TIPS) has no defined bolus duration TI1 and cannot "
-                             "be quantified with the white-paper model")
-    if "LabelingEfficiency" in meta:
-        eff = numeric_field(meta, "LabelingEfficiency", src, allow_array=False)
-        if eff > 1:
-            raise InputError(f"{src}: LabelingEfficiency must be in (0, 1] (got {eff:g})")
-    if bs and "BackgroundSuppressionNumberPulses" in meta:
-        n = meta["BackgroundSuppressionNumberPulses"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise InputError(f"{src}: BackgroundSuppressionNumberPulses must be an integer >= 0 "
-                             f"(got {n!r})")
-
-    n_label, n_control = context.count("label"), context.count("control")
-    if n_label != n_control:
-        raise InputError(f"{ctx_path}: volume_type has {n_label} label and {n_control} control "
-                         "volumes (they must come in pairs)")
-    if not (n_label or context.count("deltam") or context.count("cbf")):
-        raise InputError(f"{ctx_path}: volume_type has no label/control, deltam or cbf volume")
-
-    m0_path = m0_sidecar = None
-    m0_meta: dict = {}
-    if m0_type == "Included" and "m0scan" not in context:
-        raise InputError(f"{ctx_path}: M0Type is 'Included' but volume_type has no m0scan volume")
-    if m0_type == "Separate":
-        m0_path, m0_sidecar = _find_m0scan(bids_dir, asl_path)
-        if m0_path is None:
-            raise InputError(f"{src}: M0Type is 'Separate' but no *_m0scan.nii[.gz] for "
-                             f"{asl_path.name} was found in {asl_path.parent}")
-        m0_img = _image_header(m0_path)
-        if m0_sidecar is None:
-            raise InputError(f"{m0_path}: sidecar JSON of the M0 scan not found")
-        m0_meta = read_json(m0_sidecar)
-        if len(m0_img.shape) == 4 and m0_img.shape[3] == 0:
-            raise InputError(f"{m0_path}: M0 image has no volume")
-    if m0_type == "Estimate":
-        numeric_field(meta, "M0Estimate", src, allow_array=False)
-    if m0_type == "Absent" and not context.count("cbf"):
-        if not n_control:
-            raise InputError(f"{src}: M0Type is 'Absent' and there are no control (or cbf) "
-                             "volumes: CBF cannot be quantified without an M0")
-        if bs:
-            raise InputError(f"{src}: M0Type is 'Absent' and BackgroundSuppression is true: "
-                             "background-suppressed control volumes cannot stand in for M0")
-
-    if meta.get("MRAcquisitionType") == "2D" and "SliceTiming" in meta:
-        st = meta["SliceTiming"]
-        if not isinstance(st, list) or not all(_is_number(x) for x in st):
-            raise InputError(f"{src}: SliceTiming must be a list of numbers")
-        axis = "ijk".index(str(meta.get("SliceEncodingDirection", "k"))[0])
-        if len(st) != img.shape[axis]:
-            raise InputError(f"{src}: SliceTiming has {len(st)} values but the image has "
-                             f"{img.shape[axis]} slices")
-        if any((not math.isfinite(x)) or x < 0 for x in st):
-            raise InputError(f"{src}: SliceTiming values must be finite and >= 0")
-
-    ents, _, _ = parse_bids_name(asl_path.name)
-    return ASLScan(path=asl_path, entities=ents, metadata=meta, sidecars=sidecars,
-                   aslcontext=context, aslcontext_path=ctx_path, shape=tuple(img.shape[:3]),
-                   affine=img.affine.copy(), m0_path=m0_path, m0_metadata=m0_meta,
-                   m0_sidecar=m0_sidecar)
+    context, ctx_path = _scan_aslcontext(bids_dir, asl_path, n_vol)
+    _check_required_fields(meta, src)
+    _check_labelling_timing(meta, src, context, n_vol)
+    if meta["ArterialSpinLabelingType"] == "PASL":
+        _check_bolus_cutoff(meta, src)
+    _check_optional_fields(meta, src)
+    _check_volume_types(context, ctx_path)
+    m0_path, m0_sidecar, m0_meta = _scan_m0(bids_dir, asl_path, meta, src, context, ctx_path)
+    _check_slice_timing(meta, src, img.shape)
+    return ASLScan(path=asl_path, entities=parse_bids_name(asl_path.name)[0], metadata=meta,
+                   sidecars=sidecars, aslcontext=context, aslcontext_path=ctx_path,
+                   shape=tuple(img.shape[:3]), affine=img.affine.copy(), m0_path=m0_path,
+                   m0_metadata=m0_meta, m0_sidecar=m0_sidecar)
 
 
 def find_asl_files(bids_dir: str | Path, participant_label: list[str] | None = None) -> list[Path]:
