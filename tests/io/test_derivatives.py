@@ -92,9 +92,17 @@ def test_template_masks_picks_the_grid_of_the_maps(tmp_path):
 
 
 def test_read_contrasts_and_group_maps(tmp_path):
-    write_tsv(tmp_path / "contrasts.tsv", pd.DataFrame({
-        "participant_id": ["sub-01", "sub-01"], "contrast": ["ket_placebo", "interaction"],
-        "path": ["a.nii.gz", "b.nii.gz"]}))
+    table = pd.DataFrame({"participant_id": ["sub-01", "sub-01"],
+                          "contrast": ["ket_placebo", "interaction"], "path": ["a.nii.gz", "b.nii.gz"]})
+    write_tsv(tmp_path / "contrasts.tsv", table)
+    with pytest.raises(InputError, match=r"contrasts.tsv: column 'path' names 2 missing file\(s\)"):
+        derivatives.read_contrasts(tmp_path)
+    for name in table["path"]:
+        (tmp_path / name).write_bytes(b"")
+    write_tsv(tmp_path / "contrasts.tsv", table.assign(contrast=["ket_placebo", "ketamine"]))
+    with pytest.raises(InputError, match=r"unknown contrast\(s\) ketamine in column 'contrast'"):
+        derivatives.read_contrasts(tmp_path)
+    write_tsv(tmp_path / "contrasts.tsv", table)
     t = derivatives.read_contrasts(tmp_path, "interaction")
     assert list(t["path"]) == ["b.nii.gz"] and t["abspath"].iloc[0] == str(tmp_path / "b.nii.gz")
     with pytest.raises(UsageError, match="unknown contrast 'placebo'"):

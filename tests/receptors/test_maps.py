@@ -34,6 +34,7 @@ def test_read_inputs_errors(study, tmp_path):
         tmp_path / "contrasts.tsv", sep="\t", index=False)
     with pytest.raises(InputError, match="column 'path' names 1 missing"):
         maps.subject_maps_table(tmp_path, list(CONTRASTS))
+    (tmp_path / "x.nii.gz").write_bytes(b"")  # the table's own maps exist; none is asked for
     with pytest.raises(InputError, match="no rows"):
         maps.subject_maps_table(tmp_path, ["interaction"])
     with pytest.raises(UsageError, match="unknown contrast"):

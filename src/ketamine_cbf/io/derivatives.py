@@ -201,7 +201,8 @@ def read_contrasts(voxelwise_dir, contrast: str | None = None) -> pd.DataFrame:
     Raises
     ------
     InputError
-        File or column missing.
+        File or column missing, a contrast name the study does not know in column
+        ``contrast``, or a map in column ``path`` that does not exist.
     UsageError
         An unknown contrast name.
     """
@@ -213,6 +214,13 @@ def read_contrasts(voxelwise_dir, contrast: str | None = None) -> pd.DataFrame:
     for col in ("participant_id", "contrast", "path"):
         if col not in df.columns:
             raise InputError(f"{path}: missing column '{col}'")
+    unknown = sorted(set(df["contrast"]) - set(CONTRASTS))
+    if unknown:
+        raise InputError(f"{path}: unknown contrast(s) {', '.join(unknown)} in column 'contrast'")
+    missing = [p for p in df["path"] if not (folder / p).is_file()]
+    if missing:
+        raise InputError(f"{path}: column 'path' names {len(missing)} missing file(s), e.g. "
+                         f"{(folder / missing[0]).resolve()}")
     if contrast is not None:
         if contrast not in CONTRASTS:
             raise UsageError(f"unknown contrast {contrast!r}; contrasts are {', '.join(CONTRASTS)}")
