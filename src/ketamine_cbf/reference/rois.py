@@ -34,7 +34,6 @@ References
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -42,6 +41,7 @@ import pandas as pd
 
 from ketamine_cbf._docs import fill_doc
 from ketamine_cbf.errors import InputError
+from ketamine_cbf.imaging import load_image
 from ketamine_cbf.study import ACC_CENTRES_MNI, ACC_ROIS
 
 __all__ = ["ROI_NAMES", "ACC_CENTRES_MNI", "HO_SUBCALLOSAL", "HO_ACC", "resample_mask",
@@ -62,15 +62,8 @@ _ACC_BOX_MM = ((-30.0, 30.0), (-45.0, 75.0), (-45.0, 70.0))
 
 # --------------------------------------------------------------------------- helpers
 def _as_img(img, what: str = "image") -> nib.Nifti1Image:
-    if isinstance(img, (str, Path)):
-        p = Path(img)
-        if not p.is_file():
-            raise InputError(f"{p}: {what} not found")
-        try:
-            return nib.load(str(p))
-        except Exception as e:  # nibabel raises several types for a bad file
-            raise InputError(f"{p}: cannot be read as NIfTI ({type(e).__name__})") from None
-    return img
+    """A 3D image as stored (:func:`ketamine_cbf.imaging.load_image`, no conversion)."""
+    return load_image(img, what, dtype=None, nonfinite_to_zero=False)
 
 
 def _axis_coord(img, axis: int) -> np.ndarray:
