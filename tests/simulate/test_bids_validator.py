@@ -72,11 +72,15 @@ def test_tiny_dataset_is_valid_bids(tiny_dataset, tmp_path):
     _phenotype_participants_exist(tiny_dataset)
 
 
-def test_pairs_variant_is_valid_bids(tmp_path):
+def test_siemens_motion_preset_is_valid_bids(tmp_path):
+    """The second acquisition preset (label/control series, Siemens sidecars) is valid too."""
     from ketamine_cbf.simulate import simulate_dataset
 
-    ds = simulate_dataset(tmp_path / "pairs", seed=5, subjects=4, resolution=6, asl_format="pairs",
-                          n_pairs=3, voxel_size=[8.0, 8.0, 8.0], anat_voxel_size=[6.0, 6.0, 6.0])
+    ds = simulate_dataset(tmp_path / "siemens", seed=5, subjects=4, resolution=6,
+                          preset="siemens-motion", n_pairs=3, voxel_size=[8.0, 8.0, 8.0],
+                          anat_voxel_size=[6.0, 6.0, 6.0])
+    side = json.loads(next(ds.glob("sub-*/ses-*/perf/*_asl.json")).read_text())
+    assert side["Manufacturer"] == "Siemens" and side["TotalAcquiredPairs"] == 3
     report = _validate(ds, tmp_path)
     assert _errors(report) == []
     _phenotype_participants_exist(ds)

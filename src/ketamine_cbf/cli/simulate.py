@@ -52,13 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.HelpFormatter
     parser.description = (
         "Write a simulated BIDS-ASL dataset of the ketamine x naltrexone crossover trial "
-        "(3D pCASL, GE-style deltaM + M0) with the planted ground truth in "
+        "(3D pCASL; --preset ge: GE-style deltaM + M0, the study; --preset siemens-motion: "
+        "label/control series with head motion) with the planted ground truth in "
         "OUT_DIR/derivatives/groundtruth. The same seed and options give a byte-identical "
         "dataset.")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="dataset folder to create")
     add_seed(parser, "random seed (default: the study configurations' master seed, 20261126)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT_DIR if it exists and is not empty (default: refuse)")
+    parser.add_argument("--n-jobs", dest="n_jobs", type=int, default=None, metavar="N",
+                        help="participants simulated in parallel (default: all CPUs); the "
+                             "dataset is the same for any N")
     groups = {}
     for opt in OPTIONS:
         group = groups.get(opt.group)
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UsageError(f"simulate: --seed must be >= 0 (got {args.seed})")
     options = options_from_args(args)
-    path = simulate_dataset(args.out_dir, seed=args.seed, overwrite=args.overwrite, **options)
+    path = simulate_dataset(args.out_dir, seed=args.seed, overwrite=args.overwrite,
+                            n_jobs=args.n_jobs, **options)
     print(f"simulated dataset written to {path} (ground truth in "
           f"{path / 'derivatives' / 'groundtruth'})", file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 
 from ketamine_cbf.imaging import load_image
 from ketamine_cbf.io import provenance as prov
-from ketamine_cbf.io.groundtruth import read_true_transform
+from ketamine_cbf.io.groundtruth import mapping_from_files
 from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name
 from ketamine_cbf.normalisation._ants import ITK_THREADS, pinned_in_process, set_single_thread
 from ketamine_cbf.normalisation.maps import (
@@ -102,7 +102,8 @@ def _error_vs_truth(job: dict, native_mask, reg: Registration) -> tuple[float, f
     raw = job.get("raw_geometry")
     m_true = (np.asarray(raw["affine"]) if raw and tuple(raw["shape"][:3]) == native_mask.shape
               else None)
-    return registration_error(native_mask, reg, read_true_transform(job["truth"]), m_true)
+    mapping = mapping_from_files(job["truth"], job.get("truth_warp"))
+    return registration_error(native_mask, reg, mapping, m_true)
 
 
 def _register(job: dict, cbf, wd: Path, names: dict, res: int) -> tuple:

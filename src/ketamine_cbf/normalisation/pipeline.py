@@ -22,7 +22,7 @@ Files written to ``out_dir`` (``<r>`` = ``resolution``; per scan under
 * ``*_space-..._res-<r>_desc-brain_mask.nii.gz``: the warped stage-1 brain mask;
 * ``*_space-..._res-<r>_aslref.nii.gz``: the warped registration reference (QC);
 * ``*_from-scanner_to-MNI152NLin2009aSym_mode-image_xfm.txt``: 4x4 RAS affine,
-  ``x_MNI = A @ [x_scanner, 1]`` (the ground truth's convention);
+  ``x_MNI = A @ [x_scanner, 1]``;
   ``..._xfm.mat``: the same as an ITK transform in ANTs' direction (template ->
   native points), and with ``syn`` ``..._desc-warp_xfm.nii.gz``; apply with
   ``ants.apply_transforms(fixed=template, moving=native, transformlist=[warp, mat])``;
@@ -46,7 +46,7 @@ from ketamine_cbf._docs import fill_doc
 from ketamine_cbf.config import DEFAULT_SEED
 from ketamine_cbf.errors import InputError, UsageError
 from ketamine_cbf.io import provenance as prov
-from ketamine_cbf.io.groundtruth import true_transform_path
+from ketamine_cbf.io.groundtruth import true_transform_path, true_warp_path
 from ketamine_cbf.io.layout import (
     TEMPLATE_SPACE,
     bids_name,
@@ -238,11 +238,13 @@ def _register_t1w_images(inputs, bids_dir, params, cache: _Cache, n_jobs, show) 
 def _scan_job(r, bids_dir, design, params, t1w_regs) -> dict:
     """The job of one input row (JSON-like: what the worker needs, and the cache key)."""
     truth = true_transform_path(bids_dir, r["participant_id"], r["session_id"], r["run"])
+    warp = true_warp_path(bids_dir, r["participant_id"]) if truth else None
     job = {"entities": scan_entities(r["participant_id"], r["session_id"], r["run"]),
            "mode": r["mode"], "space": r["space"], "cbf": str(r["cbf"]),
            "aslref": str(r["aslref"]) if r["aslref"] else None,
            "mask": str(r["mask"]) if r["mask"] else None,
-           "truth": str(truth) if truth else None, "params": params,
+           "truth": str(truth) if truth else None,
+           "truth_warp": str(warp) if warp else None, "params": params,
            "raw_geometry": (raw_asl_geometry(bids_dir, design, r["participant_id"],
                                              r["session_id"], r["run"]) if truth else None)}
     if r["participant_id"] in t1w_regs and r["mode"] == "register":
@@ -254,7 +256,7 @@ def _scan_job(r, bids_dir, design, params, t1w_regs) -> dict:
 
 def _scan_cache_entry(job: dict, cache: _Cache) -> Path:
     key_items = {
-        "inputs": {k: _file_digest(job[k]) for k in ("cbf", "aslref", "mask", "truth")},
+        "inputs": {k: _file_digest(job[k]) for k in ("cbf", "aslref", "mask", "truth", "truth_warp")},
         "t1w": _file_digest(job.get("t1w")), "t1w_registration": job.get("t1w_registration"),
         "raw_geometry": job["raw_geometry"], "mode": job["mode"], "space": job["space"]}
     return cache.entry("", bids_name(job["entities"], "scan", ""), key_items)

@@ -93,14 +93,17 @@ def dice(a, b, within=None) -> float:
     return float(2.0 * (a & b).sum() / n) if n else float("nan")
 
 
-def registration_error(mask, registration: Registration, true_affine: np.ndarray,
+def registration_error(mask, registration: Registration, true_mapping,
                        true_voxel_to_scanner: np.ndarray | None = None) -> tuple[float, float]:
     """Return mean and max displacement (mm) between the estimated and the true mapping.
 
     For every voxel ``v`` of the native brain mask: the distance, in template mm, between
     where the registration puts the voxel's content, ``T_est(M v)``, and where it truly
-    belongs, ``A_true @ M_true v`` (``M``: the image's voxel -> scanner affine;
-    ``M_true``: the correct one, by default ``M``).
+    belongs, ``T_true(M_true v)`` (``M``: the image's voxel -> scanner affine;
+    ``M_true``: the correct one, by default ``M``). For a simulated participant with their
+    own anatomy ``T_true`` is the rigid pose followed by the warp to the template
+    (:class:`ketamine_cbf.io.groundtruth.TrueMapping`), so an affine registration keeps the
+    error of the anatomy it cannot model.
 
     Parameters
     ----------
@@ -108,8 +111,9 @@ def registration_error(mask, registration: Registration, true_affine: np.ndarray
         Native brain mask (its affine gives the scanner coordinates).
     registration : Registration
         The estimated registration.
-    true_affine : (4, 4) array
-        Ground truth, ``x_template = A_true @ [x_scanner, 1]``.
+    true_mapping : (4, 4) array or callable
+        Ground truth: an affine ``x_template = A_true @ [x_scanner, 1]`` or a function of
+        (N, 3) scanner mm returning (N, 3) template mm.
     true_voxel_to_scanner : (4, 4) array, optional
         Correct voxel -> scanner affine of the native grid (e.g. from the raw ASL file of
         a simulated dataset). With it, a corrupted header downstream (flipped or shifted
@@ -134,7 +138,12 @@ def registration_error(mask, registration: Registration, true_affine: np.ndarray
     x = (m.affine @ vox).T[:, :3]
     est = map_points_to_template(x, registration)
     m_true = m.affine if true_voxel_to_scanner is None else np.asarray(true_voxel_to_scanner)
-    true = (np.asarray(true_affine) @ m_true @ vox).T[:, :3]
+    x_true = (m_true @ vox).T[:, :3]
+    if callable(true_mapping):
+        true = np.asarray(true_mapping(x_true))
+    else:
+        A = np.asarray(true_mapping)
+        true = x_true @ A[:3, :3].T + A[:3, 3]
     d = np.linalg.norm(est - true, axis=1)
     return float(d.mean()), float(d.max())
 

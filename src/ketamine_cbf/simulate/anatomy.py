@@ -69,7 +69,7 @@ from ketamine_cbf.simulate.truth import Anatomy, FieldMaker
 
 __all__ = [
     "SCALE_CLIP", "VENTRICLE_DEPTH_MM", "VENTRICLE_FWHM_MM", "THICKNESS_FWHM_MM",
-    "WM_GRADIENT_FWHM_MM", "DISPLACEMENT_DESCRIP", "SubjectAnatomy", "draw_subject_anatomy",
+    "WM_GRADIENT_FWHM_MM", "DISPLACEMENT_DESCRIP", "DISPLACEMENT_STEP", "CONTROL_STRIDE", "SubjectAnatomy", "draw_subject_anatomy",
     "ventricle_profile", "exponentiate", "thickness_change", "displacement_image",
     "read_displacement", "jacobian_determinant", "brain_dice",
 ]
@@ -86,6 +86,11 @@ THICKNESS_FWHM_MM = 40.0
 #: Smoothing (FWHM, mm) of the WM map before its gradient is taken (thickness shift).
 WM_GRADIENT_FWHM_MM = 4.0
 #: The convention written into the ``descrip`` field of displacement images (<= 80 bytes).
+#: The displacement is kept on every CONTROL_STRIDE-th node of the truth grid (trilinear in
+#: between), so the written field is exact at an eighth of the size.
+CONTROL_STRIDE = 2
+#: Storage step (mm) of the written displacement field (int16 with this scale slope).
+DISPLACEMENT_STEP = 0.01
 DISPLACEMENT_DESCRIP = "pull-back: x_MNI = x + d(x); d in mm, RAS; x = subject-frame grid point"
 
 
@@ -104,6 +109,10 @@ class SubjectAnatomy:
         The truth grid affine (voxel -> RAS mm), shared by the MNI and subject frames.
     record : dict
         JSON-serialisable parameters drawn and summary numbers of the warp.
+    control, control_affine : ndarray, optional
+        The field on its control grid (every :data:`CONTROL_STRIDE`-th node of the truth
+        grid) and that grid's affine: ``displacement`` is its trilinear interpolation, so
+        the written control grid is the exact truth at 1/8 of the size.
     """
 
     displacement: np.ndarray
@@ -112,6 +121,8 @@ class SubjectAnatomy:
     csf: np.ndarray
     affine: np.ndarray
     record: dict = field(default_factory=dict)
+    control: np.ndarray | None = None
+    control_affine: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple:
@@ -302,10 +313,9 @@ def _add_ventricles(disp: np.ndarray, v: float, anat: Anatomy) -> np.ndarray:
     return out
 
 
-def draw_subject_anatomy(anat: Anatomy, rng: np.random.Generator, *, brain_size_sd: float = 0.033,
-                         warp_rms: float = 3.0, warp_fwhm: float = 30.0,
-                         ventricle_sd: float = 1.5,
-                         cortical_thickness_sd: float = 0.25) -> SubjectAnatomy:
+def draw_subject_anatomy(anat: Anatomy, rng: np.random.Generator, *, brain_size_sd: float,
+                         warp_rms: float, warp_fwhm: float, ventricle_sd: float,
+                         cortical_thickness_sd: float) -> SubjectAnatomy:
     """Draw one participant's anatomy (see the module docstring for the model).
 
     The random numbers are always drawn in the same order (scale, three smooth fields,
@@ -350,6 +360,9 @@ def draw_subject_anatomy(anat: Anatomy, rng: np.random.Generator, *, brain_size_
     v = float(ventricle_sd * rng.standard_normal())
     if v != 0.0:
         disp[...] = _add_ventricles(disp, v, anat)
+    # the field is represented on a control grid of every CONTROL_STRIDE-th node, trilinear
+    # in between (exactly what the written file and a trilinear reader give)
+    disp, control, control_affine = _on_control_grid(disp, affine)
     # 4. cortical thickness (MNI-frame tissue maps)
     t_field = FieldMaker(shape, affine, THICKNESS_FWHM_MM, brain)(rng)
     t_offset = float(cortical_thickness_sd * 0.5 * rng.standard_normal())
@@ -359,7 +372,8 @@ def draw_subject_anatomy(anat: Anatomy, rng: np.random.Generator, *, brain_size_
     else:
         gm, wm = anat.gm.copy(), anat.wm.copy()
     sa = SubjectAnatomy(displacement=disp, gm=gm, wm=wm,
-                        csf=anat.csf.astype(np.float32, copy=True), affine=affine.copy())
+                        csf=anat.csf.astype(np.float32, copy=True), affine=affine.copy(),
+                        control=control, control_affine=control_affine)
     norm = np.sqrt((disp[brain].astype(np.float64) ** 2).sum(-1))
     bbox = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(brain))
     jac = jacobian_determinant(disp[bbox], vox)[brain[bbox]]
@@ -386,8 +400,27 @@ def draw_subject_anatomy(anat: Anatomy, rng: np.random.Generator, *, brain_size_
     return sa
 
 
+def _on_control_grid(disp: np.ndarray, affine: np.ndarray):
+    """Return (fine field, control field, control affine): the field kept at every
+    :data:`CONTROL_STRIDE`-th node and trilinearly interpolated back onto the fine grid."""
+    k = CONTROL_STRIDE
+    control = np.ascontiguousarray(disp[::k, ::k, ::k], dtype=np.float32)
+    c_aff = affine.copy()
+    c_aff[:3, :3] = affine[:3, :3] * k
+    ijk = np.indices(disp.shape[:3], dtype=np.float64) / k
+    fine = np.stack([ndimage.map_coordinates(control[..., c], ijk, order=1, mode="nearest")
+                     for c in range(3)], axis=-1).astype(np.float32)
+    return fine, control, c_aff
+
+
 def displacement_image(sa: SubjectAnatomy) -> nib.Nifti1Image:
-    """Return the displacement as a 5D NIfTI vector image (X, Y, Z, 1, 3), float32.
+    """Return the displacement as a 5D NIfTI vector image (X, Y, Z, 1, 3).
+
+    The image holds the control grid (every :data:`CONTROL_STRIDE`-th node of the truth
+    grid, its own affine): trilinear interpolation of it at any point gives the field the
+    simulation used. Saved as int16 with the scale slope nibabel chooses for the field's range (steps of
+    at most :data:`DISPLACEMENT_STEP` = 0.01 mm for displacements up to 327 mm): a
+    quarter of the float32 file.
 
     Convention (also in the header ``descrip``, :data:`DISPLACEMENT_DESCRIP`): voxel
     ``x`` of the image (the participant's subject frame, world mm RAS via the sform) maps
@@ -396,11 +429,16 @@ def displacement_image(sa: SubjectAnatomy) -> nib.Nifti1Image:
     displacement fields of ITK/ANTs. Intent code 1007 (``vector``), sform and qform code
     4 (MNI).
     """
-    data = np.asarray(sa.displacement, dtype=np.float32)[:, :, :, None, :]
-    img = nib.Nifti1Image(data, sa.affine)
+    if sa.control is not None:
+        data, aff = sa.control, sa.control_affine
+    else:
+        data, aff = sa.displacement, sa.affine
+    data = np.asarray(data, dtype=np.float32)[:, :, :, None, :]
+    img = nib.Nifti1Image(data, aff)
+    img.set_data_dtype(np.int16)  # nibabel picks the scale slope when saving
     img.header.set_intent("vector", (), name="displacement")
-    img.set_sform(sa.affine, code=4)
-    img.set_qform(sa.affine, code=4)
+    img.set_sform(aff, code=4)
+    img.set_qform(aff, code=4)
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = DISPLACEMENT_DESCRIP.encode()
     return img

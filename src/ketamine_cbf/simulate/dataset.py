@@ -37,29 +37,24 @@ import pandas as pd
 
 from ketamine_cbf import __version__
 from ketamine_cbf.errors import UsageError
+from ketamine_cbf.io.groundtruth import SUBJECT_FRAME
 from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name, scan_entities
 from ketamine_cbf.io.provenance import save_nifti, write_json, write_text, write_tsv
 from ketamine_cbf.simulate import _steps
 from ketamine_cbf.simulate import design as sdesign
-from ketamine_cbf.simulate import native, signal, truth, write
+from ketamine_cbf.simulate import anatomy as sanat
+from ketamine_cbf.simulate import motion, native, physics, scanner, signal, truth, write
 from ketamine_cbf.simulate.params import validate
 from ketamine_cbf.stattools import rng as _rng
 from ketamine_cbf.study import ACC_CENTRES_MNI
 
-__all__ = [
-    "M0_SCALE", "BS_RESIDUAL", "REFERENCE_VOXEL", "T1W_SNR", "TRUTH_STEP", "simulate_dataset",
-]
+__all__ = ["TRUTH_STEP", "simulate_dataset"]
 
-#: Arbitrary units of a fully relaxed M0 of pure CSF (GE images are in the thousands).
-M0_SCALE = 10000.0
-#: Residual static tissue signal of control/label images with background suppression.
-BS_RESIDUAL = 0.05
-#: Voxel size (mm) at which the SNR options are given.
-REFERENCE_VOXEL = (3.5, 3.5, 4.0)
-#: Signal-to-noise ratio of the simulated T1w (white matter).
-T1W_SNR = 40.0
 #: RNG stream tags (a stream is ``stattools.rng(seed, tag, *indices)``).
 _DESIGN, _SUBJECT, _SESSION, _RUN, _POSE, _NOISE, _PHENO, _ANAT = range(1, 9)
+_WARP, _PHYS, _MOTION, _PHYSIO = range(9, 13)
+#: The run index of a session's T1w in the pose stream (runs 1, 2 are the ASL scans).
+_T1W_RUN = 3
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -107,70 +102,8 @@ def _native_image(data: np.ndarray, affine: np.ndarray, dtype=np.float32, tr: fl
     return img
 
 
-class _Imager:
-    """Images one scan's true CBF into native ASL volumes (one instance per dataset)."""
-
-    def __init__(self, opts: dict, anat: truth.Anatomy):
-        self.o = opts
-        self.anat = anat
-        self.grid = native.NativeGrid.from_fov(native.ASL_FOV, opts["voxel_size"])
-        self.sub = self.grid.supersampling(anat.resolution)
-        self.fine_affine = self.grid.fine_affine(self.sub)
-        self.fine_shape = self.grid.fine_shape(self.sub)
-        self.pd = signal.proton_density(anat.gm, anat.wm, anat.csf).astype(np.float32)
-        self.alpha = signal.labelling_efficiency(opts["bs_pulses"])
-        self.k = signal.cbf_to_deltam_factor(opts["post_labeling_delay"],
-                                            opts["labeling_duration"], self.alpha)
-        self.recovery = signal.m0_recovery(opts["m0_tr"])
-        # noise SDs: relative to pure GM at the mean GM CBF (coil bias 1). Thermal noise
-        # per voxel does not depend on voxel size while signal grows with its volume, so
-        # the SNR options (given for a reference voxel) scale with the volume.
-        self.snr_scale = float(np.prod(opts["voxel_size"]) / np.prod(REFERENCE_VOXEL))
-        self.sigma_dm = (self.k * opts["gm_cbf"] * signal.PD_GM * M0_SCALE
-                         / (opts["snr_deltam"] * self.snr_scale))
-        self.sigma_m0 = signal.PD_GM * M0_SCALE * self.recovery / (opts["snr_m0"] * self.snr_scale)
-
-    def image(self, cbf: np.ndarray, A: np.ndarray, bias: np.ndarray, rng: np.random.Generator):
-        """Return (asl 4D array, native true CBF, volume types) for one scan."""
-        o = self.o
-        cbf_f, pd_f = native.sample_truth([cbf, self.pd], self.anat.affine,
-                                          A @ self.fine_affine, self.fine_shape)
-        true_native = native.block_mean(cbf_f, self.sub)
-        m0_f = pd_f * M0_SCALE
-        dm_f = signal.forward_deltam(cbf_f, m0_f, o["post_labeling_delay"],
-                                     o["labeling_duration"], o["bs_pulses"]).astype(np.float32)
-        dm = native.block_mean(native.apply_psf(dm_f, self.sub, o["psf_fwhm"]), self.sub) * bias
-        m0 = native.block_mean(native.apply_psf(m0_f, self.sub, o["psf_fwhm"]), self.sub) * bias
-        m0_meas = m0 * self.recovery
-        shape = dm.shape
-        m0_noisy = np.sqrt((m0_meas + rng.normal(0, self.sigma_m0, shape)) ** 2
-                           + rng.normal(0, self.sigma_m0, shape) ** 2)  # magnitude: Rician
-        if o["asl_format"] == "deltam":
-            vols = [dm + rng.normal(0, self.sigma_dm, shape), m0_noisy]
-            types = ["deltam", "m0scan"]
-        else:
-            n = o["n_pairs"]
-            sigma_img = self.sigma_dm * np.sqrt(n / 2.0)
-            static = BS_RESIDUAL * m0 if o["bs_pulses"] > 0 else m0_meas
-            vols, types = [], []
-            for _ in range(n):
-                vols.append(static + dm + rng.normal(0, sigma_img, shape))
-                vols.append(static + rng.normal(0, sigma_img, shape))
-                types += ["control", "label"]
-            vols.append(m0_noisy)
-            types.append("m0scan")
-        return np.stack(vols, axis=-1).astype(np.float32), true_native.astype(np.float32), types
-
-
-def _t1w(anat: truth.Anatomy, opts: dict, A: np.ndarray, rng: np.random.Generator):
-    grid = native.NativeGrid.from_fov(native.T1W_FOV, opts["anat_voxel_size"])
-    (t1,) = native.sample_truth([anat.t1], anat.affine, A @ grid.affine, grid.shape)
-    bias, _ = native.coil_sensitivity(grid, rng, 0.1)
-    data = 1000.0 * t1 * bias
-    sigma = 1000.0 / T1W_SNR
-    data = np.sqrt((data + rng.normal(0, sigma, data.shape)) ** 2 + rng.normal(0, sigma, data.shape) ** 2)
-    return _native_image(data, grid.affine, dtype=np.int16)
-def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False, **options) -> Path:
+def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False,
+                     n_jobs: int | None = None, **options) -> Path:
     """Write a simulated BIDS-ASL crossover dataset with planted ground truth.
 
     Parameters
@@ -182,6 +115,9 @@ def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False, **o
         Master seed; the same seed and options give a byte-identical dataset.
     overwrite : bool
         Replace an existing non-empty ``out_dir``.
+    n_jobs : int, optional
+        Participants simulated in parallel (forked processes); None: all CPUs. The dataset
+        is byte-identical for any value.
     **options
         Simulation options, the keys of the configuration's ``simulate:`` mapping (see
         :data:`ketamine_cbf.simulate.params.OPTIONS`: ``subjects``, ``null``,
@@ -203,10 +139,11 @@ def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False, **o
     opts = validate(options)
     out_dir = Path(out_dir).expanduser().absolute()
     _check_out_dir(out_dir, overwrite)
+    jobs = _n_jobs(n_jobs)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
-        _build(tmp, int(seed), opts)
+        _build(tmp, int(seed), opts, jobs)
         if out_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
                                           dir=out_dir.parent))
@@ -221,15 +158,24 @@ def simulate_dataset(out_dir, seed: int = 20261126, overwrite: bool = False, **o
     return out_dir
 
 
+def _n_jobs(n_jobs) -> int:
+    """Resolve ``n_jobs`` (None: the CPUs this process may use)."""
+    if n_jobs is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise UsageError(f"simulate: n_jobs must be a positive integer (got {n_jobs!r})")
+    return int(n_jobs)
+
+
 @dataclass
 class _Context:
-    """What the steps of one build share: dataset root, master seed, options, model, imager."""
+    """What the steps of one build share: dataset root, master seed, options, model, scanner."""
 
     root: Path
     seed: int
     o: dict
     model: _steps.Planted
-    imager: _Imager
+    scanner: scanner.Scanner
 
     @property
     def gt(self) -> Path:
@@ -249,24 +195,39 @@ class _Scan(NamedTuple):
     arm: str
 
 
-def _build(root: Path, seed: int, o: dict) -> None:
+@dataclass
+class _Participant:
+    """A participant's latent values shared by both sessions."""
+
+    i: int
+    pid: str
+    order: str
+    base: np.ndarray  # B_i g_i s_seq (1 + sigma_f f_i) + t_i P_sg (MNI frame)
+    u: dict  # subject part of the focal ketamine amplitudes
+    mover: bool  # moves more during the infusion
+    imager: scanner.ParticipantScanner
+    record: dict
+
+
+def _build(root: Path, seed: int, o: dict, n_jobs: int = 1) -> None:
     """Write the whole dataset into the empty folder ``root``.
 
-    The steps: the truth-level model, the design, each participant in turn (latent
-    values, T1w, both sessions), the phenotypes, the group maps and statistics, and
-    ``truth.json``.
+    The steps: the truth-level model, the design, each participant in turn (anatomy,
+    physiology, latent values, T1w, both sessions), the phenotypes, the group maps and
+    statistics, and ``truth.json``.
     """
     model = _steps.planted_model(o)
-    ctx = _Context(root, seed, o, model, _Imager(o, model.anat))
+    ctx = _Context(root, seed, o, model, scanner.Scanner(o, model.anat))
     participants, sess = _write_design(root, seed, o)
     group = _steps.GroupStats(model.anat.brain)
     truth_rows, scan_records, subject_records = [], [], {}
-    for i, pid in enumerate(participants["participant_id"]):
-        subject, scans, rows, deltas = _simulate_participant(ctx, i, pid, sess)
+    people = list(enumerate(zip(participants["participant_id"], participants["order"])))
+    for (i, (pid, _)), (subject, scans, rows, contrasts) in zip(
+            people, _each_participant(ctx, people, sess, n_jobs)):
         subject_records[pid] = subject
         scan_records += scans
         truth_rows += rows
-        group.add(_steps.contrast_maps(deltas))
+        group.add(contrasts)
     planted = _steps.write_phenotypes(root, truth_rows, o, _rng(seed, _PHENO))
     ket_map = (model.ket_fixed + model.r_ket).astype(np.float32)
     int_map = (model.int_fixed + model.r_int).astype(np.float32)
@@ -279,6 +240,39 @@ def _build(root: Path, seed: int, o: dict) -> None:
     doc = _truth_document(ctx, rstats, tstats, planted, subject_records, scan_records)
     write_json(ctx.gt / "truth.json", doc)
     _fix_permissions(root)
+
+
+#: What forked worker processes share (set before the pool starts, read by _participant_job).
+_SHARED: dict = {}
+
+
+def _participant_job(person) -> tuple:
+    """Simulate one participant in a worker; return its records and true contrast maps."""
+    ctx, sess = _SHARED["ctx"], _SHARED["sess"]
+    i, (pid, order) = person
+    subject, scans, rows, deltas = _simulate_participant(ctx, i, pid, order, sess)
+    return subject, scans, rows, _steps.contrast_maps(deltas)
+
+
+def _each_participant(ctx: _Context, people: list, sess: pd.DataFrame, n_jobs: int):
+    """Yield each participant's (record, scan records, truth rows, contrast maps), in order.
+
+    Participants are independent (each draws from streams keyed by its index and writes its
+    own files), so ``n_jobs`` forked processes give the same bytes as one.
+    """
+    _SHARED.update(ctx=ctx, sess=sess)
+    try:
+        if n_jobs <= 1 or len(people) < 2:
+            yield from map(_participant_job, people)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(n_jobs, len(people)),
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            yield from pool.map(_participant_job, people)
+    finally:
+        _SHARED.clear()
 
 
 def _write_design(root: Path, seed: int, o: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -295,17 +289,19 @@ def _write_design(root: Path, seed: int, o: dict) -> tuple[pd.DataFrame, pd.Data
     return participants, sess
 
 
-def _simulate_participant(ctx: _Context, i: int, pid: str, sess: pd.DataFrame):
-    """Simulate and write participant ``i``: latent values, T1w, both sessions, sessions files.
+def _simulate_participant(ctx: _Context, i: int, pid: str, order: str, sess: pd.DataFrame):
+    """Simulate and write participant ``i``: anatomy, latent values, T1w, both sessions.
 
     Returns (subject record, scan records, one truth row per session, true deltaCBF map
     per arm).
     """
-    subj_base, subject = _draw_subject(ctx, i)
-    subject["t1w_pose"] = _write_t1w(ctx, i, pid)
+    part = _draw_subject(ctx, i, pid, order)
+    _write_anatomy(ctx, part)
     scan_records, truth_rows, deltas = [], [], {}
-    for _, srow in sess[sess["participant_id"] == pid].iterrows():
-        scans, trow, delta = _simulate_session(ctx, i, pid, srow, subj_base, subject)
+    carried = {roi: 0.0 for roi in ACC_CENTRES_MNI}  # period 1's focal effect, into period 2
+    for _, srow in sess[sess["participant_id"] == pid].sort_values("period").iterrows():
+        scans, trow, delta, amps = _simulate_session(ctx, part, srow, carried)
+        carried = {roi: ctx.o["carryover"] * a for roi, a in amps.items()}
         scan_records += scans
         truth_rows.append(trow)
         deltas[srow["pretreatment"]] = delta
@@ -314,140 +310,197 @@ def _simulate_participant(ctx: _Context, i: int, pid: str, sess: pd.DataFrame):
               sess.loc[sess["participant_id"] == pid, ["session_id", "pretreatment", "period"]])
     # the legacy bids-validator accepts no top-level sessions.json: one per participant
     write_json(ctx.root / pid / bids_name(ent_sub, "sessions", ".json"), write.sessions_json())
-    return subject, scan_records, truth_rows, deltas
+    return part.record, scan_records, truth_rows, deltas
 
 
-def _draw_subject(ctx: _Context, i: int) -> tuple[np.ndarray, dict]:
-    """Draw participant ``i``'s latent values from its stream (g_i, f_i, t_i, then u_i).
+def _draw_subject(ctx: _Context, i: int, pid: str, order: str) -> _Participant:
+    """Draw participant ``i``: own anatomy (warp stream), physiology (physics stream), then
+    from the subject stream g_i, f_i, t_i and the subject part u_i of the focal response.
 
-    Returns the subject's baseline ``B g_i (1 + sigma_f f_i) + t_i P_sg`` and its record.
+    The baseline is built from the participant's own tissue maps (MNI frame), scaled by the
+    sequence effect for the naltrexone-first order.
     """
     o, m = ctx.o, ctx.model
+    sa = sanat.draw_subject_anatomy(
+        m.anat, _rng(ctx.seed, _WARP, i), brain_size_sd=o["brain_size_sd"],
+        warp_rms=o["warp_rms"], warp_fwhm=o["warp_fwhm"], ventricle_sd=o["ventricle_sd"],
+        cortical_thickness_sd=o["cortical_thickness_sd"])
+    phys = scanner.draw_physics(_rng(ctx.seed, _PHYS, i), o)
     rs = _rng(ctx.seed, _SUBJECT, i)
     g_i = max(0.5, 1.0 + o["subject_sd"] * rs.standard_normal())
     f_i = m.fields(rs)
     trait = o["sgacc_trait_sd"] * rs.standard_normal()
-    u = {roi: o["ketamine_sd"] * rs.standard_normal() for roi in ACC_CENTRES_MNI}
-    subj_base = m.base * np.float32(g_i) * (1 + np.float32(o["subject_field_sd"]) * f_i) \
+    sd_u = o["ketamine_sd"] * np.sqrt(o["ketamine_reliability"])
+    u = {roi: sd_u * rs.standard_normal() for roi in ACC_CENTRES_MNI}
+    seq = 1.0 + (o["sequence_effect"] if order == "NP" else 0.0)
+    base_i = (o["gm_cbf"] * sa.gm * m.anat.pattern + o["wm_cbf"] * sa.wm).astype(np.float32)
+    base = base_i * np.float32(g_i * seq) * (1 + np.float32(o["subject_field_sd"]) * f_i) \
         + np.float32(trait) * m.blobs["sgACC"]
-    return subj_base, {"global_factor": g_i, "sgacc_trait": trait,
-                       "ketamine_subject_deviation": u}
+    mover = bool(_rng(ctx.seed, _MOTION, i).random() < o["mover_fraction"])
+    record = {"global_factor": g_i, "sgacc_trait": trait, "ketamine_subject_deviation": u,
+              "order": order, "sequence_factor": seq, "mover": mover,
+              "anatomy": sa.record, "physiology": phys.record()}
+    return _Participant(i, pid, order, base, u, mover, ctx.scanner.participant(sa, phys), record)
 
 
-def _write_t1w(ctx: _Context, i: int, pid: str) -> dict:
-    """Image participant ``i``'s T1w (ses-1, own pose); write it and its true transform.
-
-    Returns the pose record.
-    """
+def _write_anatomy(ctx: _Context, part: _Participant) -> None:
+    """Write the T1w (session 1, own pose), its true tissue maps and transform, and the warp."""
     o = ctx.o
-    A_t1, pose_t1 = native.random_pose(_rng(ctx.seed, _POSE, i, 0, 0), o["max_rotation"],
-                                       o["max_translation"])
-    t1_img = _t1w(ctx.model.anat, o, A_t1, _rng(ctx.seed, _ANAT, i))
-    ent1 = scan_entities(pid, "ses-1", None)
-    save_nifti(t1_img, ctx.root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w"))
-    write_json(ctx.root / pid / "ses-1" / "anat" / bids_name(ent1, "T1w", ".json"),
-               write.t1w_sidecar())
-    _write_xfm(ctx.gt / pid / "ses-1" / "anat", ent1, A_t1)
-    return {**pose_t1, "matrix": A_t1.tolist()}
+    A_s = _session_pose(ctx, part.i, 1)[0]
+    offset = motion.run_offset(_rng(ctx.seed, _POSE, part.i, 1, _T1W_RUN), o["run_motion"],
+                               o["run_motion"] / 2)
+    A_t1 = A_s @ motion.rigid_matrix(offset)
+    data, tissues = part.imager.t1w(A_t1, _rng(ctx.seed, _ANAT, part.i))
+    grid = ctx.scanner.t1w_grid
+    ent1 = scan_entities(part.pid, "ses-1", None)
+    anat_dir = Path(part.pid) / "ses-1" / "anat"
+    save_nifti(_native_image(data, grid.affine, dtype=np.int16),
+               ctx.root / anat_dir / bids_name(ent1, "T1w"))
+    write_json(ctx.root / anat_dir / bids_name(ent1, "T1w", ".json"), write.t1w_sidecar())
+    for label, prob in tissues.items():  # uint8, scaled by nibabel: probabilities to ~0.004
+        img = _native_image(np.clip(prob, 0, 1), grid.affine, dtype=np.uint8)
+        save_nifti(img, ctx.gt / anat_dir / bids_name({**ent1, "label": label}, "probseg"))
+    _write_xfm(ctx.gt / anat_dir, ent1, A_t1)
+    ent_sub = scan_entities(part.pid, None, None)
+    save_nifti(sanat.displacement_image(part.imager.sa), ctx.gt / part.pid / "anat" / bids_name(
+        {**ent_sub, "from": SUBJECT_FRAME, "to": TEMPLATE_SPACE, "mode": "points"},
+        "xfm", ".nii.gz"))
+    part.record["t1w_pose"] = {"matrix": A_t1.tolist(), "run_offset": offset.tolist()}
 
 
 def _write_xfm(folder: Path, ent: dict, A: np.ndarray) -> None:
-    """Write a scan's true scanner-to-MNI transform (``x_MNI = A @ [x_scanner, 1]``)."""
+    """Write a scan's true rigid pose, scanner -> participant frame (``x = A @ [x_scanner, 1]``)."""
     write_text(folder / bids_name(
-        {**ent, "from": "scanner", "to": TEMPLATE_SPACE, "mode": "image"}, "xfm", ".txt"),
+        {**ent, "from": "scanner", "to": SUBJECT_FRAME, "mode": "image"}, "xfm", ".txt"),
         _xfm_text(A))
 
 
-def _simulate_session(ctx: _Context, i: int, pid: str, srow: pd.Series,
-                      subj_base: np.ndarray, subject: dict):
+def _session_pose(ctx: _Context, i: int, period: int) -> tuple[np.ndarray, dict]:
+    """Return the head position of a session (uniform within the max rotation/translation)."""
+    return native.random_pose(_rng(ctx.seed, _POSE, i, period, 0), ctx.o["max_rotation"],
+                              ctx.o["max_translation"])
+
+
+def _simulate_session(ctx: _Context, part: _Participant, srow: pd.Series, carried: dict):
     """Simulate and write one session: the pre and during runs and the scans.tsv.
 
-    Returns (the two scan records, the session's truth row, true deltaCBF during - pre).
+    Returns (the two scan records, the session's truth row, true deltaCBF during - pre,
+    the focal amplitudes of the session).
     """
     ses, arm, period = srow["session_id"], srow["pretreatment"], int(srow["period"])
-    ses_base, amps, bias, bias_par, times = _draw_session(
-        ctx, i, period, arm, subj_base, subject["ketamine_subject_deviation"])
+    ses_base, amps, bias, bias_par, times = _draw_session(ctx, part, period, arm)
+    A_s, pose = _session_pose(ctx, part.i, period)
     maps, scans_rows, records = {}, [], []
     for run, tp in ((1, "pre"), (2, "during")):
-        scan = _Scan(i, pid, ses, period, run, tp, arm)
-        codes, maps[tp] = _true_cbf(ctx, scan, ses_base, amps)
-        asl_name, pose = _write_scan(ctx, scan, codes, maps[tp], bias)
+        scan = _Scan(part.i, part.pid, ses, period, run, tp, arm)
+        codes, maps[tp], physio = _true_cbf(ctx, scan, ses_base, amps, carried)
+        asl_name, scan_rec = _write_scan(ctx, part, scan, codes, maps[tp], bias, A_s)
         scans_rows.append({"filename": f"perf/{asl_name}", "acq_time": times[tp],
                            "timepoint": tp})
-        records.append({**_scan_values(ctx.model, scan, maps[tp]), "pose": pose,
-                        "coil_bias": bias_par})
-    write_tsv(ctx.root / pid / ses / bids_name(scan_entities(pid, ses, None), "scans", ".tsv"),
-              pd.DataFrame(scans_rows))
-    trow = _session_truth_row(records[0], records[1], period, amps, subject)
-    return records, trow, maps["during"] - maps["pre"]
+        records.append({**_scan_values(ctx.model, scan, maps[tp]), **scan_rec, **physio,
+                        "session_pose": pose, "coil_bias": bias_par})
+    write_tsv(ctx.root / part.pid / ses / bids_name(scan_entities(part.pid, ses, None), "scans",
+                                                  ".tsv"), pd.DataFrame(scans_rows))
+    trow = _session_truth_row(records[0], records[1], period, amps, part.record, carried)
+    return records, trow, maps["during"] - maps["pre"], amps
 
 
-def _draw_session(ctx: _Context, i: int, period: int, arm: str, subj_base: np.ndarray,
-                  u: dict):
+def _draw_session(ctx: _Context, part: _Participant, period: int, arm: str):
     """Draw a session's latent values from its stream (e_is, g_is, v_is, coil bias, times).
 
-    Returns (session baseline S, focal amplitudes A_roi, coil bias field and parameters,
-    acquisition times).
+    Returns (session baseline S with the period effect, focal amplitudes A_roi, coil bias
+    field and parameters, acquisition times).
     """
     o, m = ctx.o, ctx.model
-    rss = _rng(ctx.seed, _SESSION, i, period)
+    rss = _rng(ctx.seed, _SESSION, part.i, period)
     e_s = o["session_sd"] * rss.standard_normal()
     g_s = m.fields(rss)
-    v = {roi: o["ketamine_session_sd"] * rss.standard_normal() for roi in ACC_CENTRES_MNI}
-    bias, bias_par = native.coil_sensitivity(ctx.imager.grid, rss, o["coil_bias"])
-    ses_base = subj_base * np.float32(1 + e_s) * (1 + np.float32(o["run_field_sd"]) * g_s)
+    sd_v = o["ketamine_sd"] * np.sqrt(1.0 - o["ketamine_reliability"])
+    v = {roi: sd_v * rss.standard_normal() for roi in ACC_CENTRES_MNI}
+    bias, bias_par = native.coil_sensitivity(ctx.scanner.grid, rss, o["coil_bias"])
+    per = 1.0 + (o["period_effect"] if period == 2 else 0.0)
+    ses_base = part.base * np.float32((1 + e_s) * per) * (1 + np.float32(o["run_field_sd"]) * g_s)
     factor = (1 - m.att) if arm == "naltrexone" else 1.0
-    amps = {roi: 0.0 if m.null else m.focal_mean[roi] * factor + u[roi] + v[roi]
+    amps = {roi: 0.0 if m.null else m.focal_mean[roi] * factor + part.u[roi] + v[roi]
             for roi in ACC_CENTRES_MNI}
-    times = sdesign.scan_times(period, i, rss)
+    times = sdesign.scan_times(period, part.i, rss)
     return ses_base, amps, bias, bias_par, times
 
 
-def _true_cbf(ctx: _Context, scan: _Scan, ses_base: np.ndarray, amps: dict):
-    """Draw a run's deviations (e_isr, g_isr) and return its true CBF as stored.
+def _true_cbf(ctx: _Context, scan: _Scan, ses_base: np.ndarray, amps: dict, carried: dict):
+    """Draw a run's deviations (e_isr, g_isr, end-tidal CO2) and return its true CBF as stored.
 
-    During the infusion the global, focal and receptor ketamine effects are added.
-    Returns (int16 codes, float values), see :func:`_quantise`.
+    Period 1's carried-over focal effect is present in both runs of period 2. During the
+    infusion the global, focal and receptor ketamine effects are added. Returns (int16
+    codes, float values, physiology record), see :func:`_quantise`.
     """
     o, m = ctx.o, ctx.model
     rr = _rng(ctx.seed, _RUN, scan.i, scan.period, scan.run)
     e_r = o["run_sd"] * rr.standard_normal()
     g_r = m.fields(rr)
-    cbf = ses_base * np.float32(1 + e_r) * (1 + np.float32(o["run_field_sd"]) * g_r)
+    etco2 = o["etco2_sd"] * _rng(ctx.seed, _PHYSIO, scan.i, scan.period, scan.run).standard_normal()
+    co2 = max(0.5, 1.0 + o["co2_reactivity"] * etco2)
+    cbf = ses_base * np.float32((1 + e_r) * co2) * (1 + np.float32(o["run_field_sd"]) * g_r)
+    for roi, a in carried.items():
+        if a:
+            cbf = cbf + np.float32(a) * m.blobs[roi]
     if scan.tp == "during":
         cbf = cbf * np.float32(1 + m.k_global)
         for roi, a in amps.items():
             cbf = cbf + np.float32(a) * m.blobs[roi]
         cbf = cbf + m.r_ket + (0.5 if scan.arm == "naltrexone" else -0.5) * m.r_int
-    return _quantise(cbf)
+    codes, values = _quantise(cbf)
+    return codes, values, {"etco2_mmhg": etco2, "co2_factor": co2}
 
 
-def _write_scan(ctx: _Context, scan: _Scan, codes: np.ndarray, cbf: np.ndarray,
-                bias: np.ndarray) -> tuple[str, dict]:
-    """Image one run and write it: true CBF (MNI and native), transform, ASL, sidecars.
+def _write_scan(ctx: _Context, part: _Participant, scan: _Scan, codes: np.ndarray,
+                cbf: np.ndarray, bias: np.ndarray, A_s: np.ndarray) -> tuple[str, dict]:
+    """Image one run and write it: true CBF (MNI and native), pose, motion, ASL, sidecars.
 
-    Returns (ASL file name, pose record).
+    Returns (ASL file name, scan record: pose, motion summary, effective labelling
+    efficiency).
     """
-    o, imager = ctx.o, ctx.imager
+    o, sc = ctx.o, ctx.scanner
     ent = scan_entities(scan.pid, scan.ses, scan.run)
     perf = Path(scan.pid) / scan.ses / "perf"
     save_nifti(_truth_image(codes, ctx.model.anat.affine, 4), ctx.gt / perf / bids_name(
         {**ent, "space": TEMPLATE_SPACE, "res": o["resolution"], "desc": "true"}, "cbf"))
-    A, pose = native.random_pose(_rng(ctx.seed, _POSE, scan.i, scan.period, scan.run),
-                                 o["max_rotation"], o["max_translation"])
+    offset = motion.run_offset(_rng(ctx.seed, _POSE, scan.i, scan.period, scan.run),
+                               o["run_motion"], o["run_motion"] / 2)
+    A = A_s @ motion.rigid_matrix(offset)
     _write_xfm(ctx.gt / perf, ent, A)
-    asl, true_native, types = imager.image(
-        cbf, A, bias, _rng(ctx.seed, _NOISE, scan.i, scan.period, scan.run))
-    save_nifti(_truth_image(_quantise(true_native)[0], imager.grid.affine, 1),
+    factor = o["infusion_motion_factor"] if (part.mover and scan.tp == "during") else 1.0
+    shots = motion.motion_trace(_rng(ctx.seed, _MOTION, scan.i, scan.period, scan.run),
+                                sc.n_shots(), o["motion_rms"], factor=factor,
+                                spike_rate=o["spike_rate"], spike_mm=o["spike_mm"], tr=o["tr"])
+    alpha = part.imager.scan_alpha(_rng(ctx.seed, _PHYS, scan.i, scan.period, scan.run))
+    img = part.imager.image(cbf, A, bias, shots, alpha,
+                            _rng(ctx.seed, _NOISE, scan.i, scan.period, scan.run))
+    save_nifti(_truth_image(_quantise(img.true_native)[0], sc.grid.affine, 1),
                ctx.gt / perf / bids_name({**ent, "desc": "true"}, "cbf"))
+    _write_motion(ctx.gt / perf, ent, img)
     asl_name = bids_name(ent, "asl")
-    save_nifti(_native_image(asl, imager.grid.affine, dtype=np.int16, tr=o["tr"]),
+    save_nifti(_native_image(img.series, sc.grid.affine, dtype=np.int16, tr=o["tr"]),
                ctx.root / perf / asl_name)
     write_json(ctx.root / perf / bids_name(ent, "asl", ".json"),
-               write.asl_sidecar(o, len(types) - 1, len(types) - 1))
+               write.asl_sidecar(o, len(img.types) - 1, len(img.types) - 1))
     write_tsv(ctx.root / perf / bids_name(ent, "aslcontext", ".tsv"),
-              pd.DataFrame({"volume_type": types}))
-    return asl_name, {**pose, "matrix": A.tolist()}
+              pd.DataFrame({"volume_type": img.types}))
+    fd = motion.framewise_displacement(img.motion)
+    return asl_name, {"pose": {"matrix": A.tolist(), "run_offset": offset.tolist()},
+                      "motion": {"factor": factor, "mean_fd_mm": float(fd.mean()),
+                                 "max_fd_mm": float(fd.max())},
+                      "alpha_effective": img.alpha}
+
+
+def _write_motion(folder: Path, ent: dict, img: scanner.ScanImages) -> None:
+    """Write the per-volume head motion of a scan (relative to its M0 volume) and its sidecar."""
+    table = pd.DataFrame(img.motion, columns=list(motion.PARAM_NAMES))
+    table.insert(0, "volume_type", img.shot_types)
+    table["framewise_displacement"] = motion.framewise_displacement(img.motion)
+    write_tsv(folder / bids_name({**ent, "desc": "headmotion"}, "timeseries", ".tsv"), table)
+    write_json(folder / bids_name({**ent, "desc": "headmotion"}, "timeseries", ".json"),
+               write.motion_json(len(img.types)))
 
 
 def _scan_values(model: _steps.Planted, scan: _Scan, cbf: np.ndarray) -> dict:
@@ -460,12 +513,14 @@ def _scan_values(model: _steps.Planted, scan: _Scan, cbf: np.ndarray) -> dict:
     return row
 
 
-def _session_truth_row(p: dict, d: dict, period: int, amps: dict, subject: dict) -> dict:
+def _session_truth_row(p: dict, d: dict, period: int, amps: dict, subject: dict,
+                       carried: dict) -> dict:
     """Return a session's row of phenotype_truth.tsv from its pre (p) and during (d) values."""
     trow = {"participant_id": p["participant_id"], "session_id": p["session_id"],
-            "pretreatment": p["pretreatment"], "period": period,
+            "pretreatment": p["pretreatment"], "period": period, "order": subject["order"],
             "global_gm_cbf_pre": p["global_gm_cbf"],
-            "global_gm_cbf_during": d["global_gm_cbf"]}
+            "global_gm_cbf_during": d["global_gm_cbf"],
+            "etco2_pre": p["etco2_mmhg"], "etco2_during": d["etco2_mmhg"]}
     for roi in ACC_CENTRES_MNI:
         key = roi.lower()
         trow[f"{key}_pre_cbf"] = p[f"{key}_cbf"]
@@ -475,8 +530,11 @@ def _session_truth_row(p: dict, d: dict, period: int, amps: dict, subject: dict)
         trow[f"{key}_delta_rcbf"] = (d[f"{key}_cbf"] / d["global_gm_cbf"]
                                      - p[f"{key}_cbf"] / p["global_gm_cbf"])
         trow[f"ketamine_amplitude_{key}"] = amps[roi]
+        trow[f"carryover_amplitude_{key}"] = carried[roi]
     trow["sgacc_trait"] = subject["sgacc_trait"]
     trow["global_factor"] = subject["global_factor"]
+    trow["mean_fd_pre"] = p["motion"]["mean_fd_mm"]
+    trow["mean_fd_during"] = d["motion"]["mean_fd_mm"]
     return trow
 
 
@@ -498,8 +556,11 @@ def _truth_document(ctx: _Context, rstats: dict, tstats: dict, planted: dict,
             "relative_cbf": "ROI mean / global GM mean of the same scan",
             "interaction_split": "+R_int/2 under naltrexone, -R_int/2 under placebo",
         },
-        "quantification": _quantification_doc(o, ctx.imager),
-        "imaging": _imaging_doc(o, ctx.imager),
+        "quantification": _quantification_doc(o, ctx.scanner),
+        "physics": _physics_doc(o),
+        "anatomy": _anatomy_doc(o),
+        "crossover": _crossover_doc(o),
+        "imaging": _imaging_doc(o, ctx.scanner),
         **_steps.acc_doc(o, m),
         "ketamine_global_fraction": m.k_global,
         "receptors": {"ketamine": m.rec_ket, "interaction": m.rec_int,
@@ -516,41 +577,109 @@ def _truth_document(ctx: _Context, rstats: dict, tstats: dict, planted: dict,
     }
 
 
-def _quantification_doc(o: dict, imager: _Imager) -> dict:
-    """Return the ``quantification`` section of truth.json: the forward model's constants."""
+def _quantification_doc(o: dict, sc: scanner.Scanner) -> dict:
+    """Return the ``quantification`` section of truth.json: the textbook model the quantifier
+    assumes (with ``physics='white-paper'`` also the simulation's forward model)."""
     return {
         "formula": "CBF = 6000 lambda dM exp(PLD/T1b) / (2 alpha T1b M0 (1 - exp(-tau/T1b))) "
                    "(Alsop et al. 2015, MRM 73:102)",
         "lambda": signal.LAMBDA, "t1_blood": signal.T1_BLOOD,
         "alpha_pcasl": signal.ALPHA_PCASL, "alpha_bs_per_pulse": signal.ALPHA_BS_PULSE,
-        "bs_pulses": o["bs_pulses"], "alpha_effective": imager.alpha,
+        "bs_pulses": o["bs_pulses"], "alpha_effective": sc.alpha_nominal,
         "post_labeling_delay": o["post_labeling_delay"],
         "labeling_duration": o["labeling_duration"],
         "m0_tr": o["m0_tr"], "t1_tissue_m0": signal.T1_TISSUE,
-        "m0_recovery_fraction": imager.recovery,
+        "m0_recovery_fraction": sc.recovery_nominal,
         "m0_correction": "measured M0 = M0 (1 - exp(-TR_M0 / 1.3 s)); divide it out",
-        "deltam_per_cbf_per_m0": imager.k, "m0_scale_csf": M0_SCALE,
+        "deltam_per_cbf_per_m0": sc.k_nominal, "m0_scale_csf": scanner.M0_SCALE,
         "proton_density": {"csf": signal.PD_CSF, "gm": signal.PD_GM, "wm": signal.PD_WM},
         "deltam_scaling": "deltaM is the mean control - label difference, same units as M0",
+        "is_forward_model": o["physics"] == "white-paper",
     }
 
 
-def _imaging_doc(o: dict, imager: _Imager) -> dict:
-    """Return the ``imaging`` section of truth.json: native grid, PSF, noise, poses."""
+def _physics_doc(o: dict) -> dict:
+    """Return the ``physics`` section of truth.json: the forward model and its constants."""
+    if o["physics"] != "general":
+        return {"model": "white-paper (see quantification)"}
     return {
-        "native_grid_shape": list(imager.grid.shape),
-        "native_voxel_size": list(imager.grid.voxel_size),
-        "native_affine": imager.grid.affine.tolist(),
-        "supersampling": list(imager.sub),
+        "model": "Buxton et al. 1998 general kinetic model for pCASL: label decays with the "
+                 "participant's blood T1 until arrival (transit time), then with the apparent "
+                 "tissue T1 (1/T1' = 1/T1_tissue + f/lambda); deltaM scales with arterial "
+                 "blood M0 = PD_BLOOD * M0 scale",
+        "t1_tissue_s": {"gm": physics.T1_GM, "wm": physics.T1_WM, "csf": physics.T1_CSF},
+        "lambda": {"gm": physics.LAMBDA_GM, "wm": physics.LAMBDA_WM},
+        "pd_blood": physics.PD_BLOOD,
+        "blood_t1": "1 / T1b = 0.52 Hct + 0.38 s^-1 (Lu et al. 2004)",
+        "m0": "sum over tissues of PD_t p_t (1 - exp(-TR_M0 / T1_t))",
+        "transit_time_s": {"anterior_gm": o["transit_time"],
+                           "posterior_extra": o["transit_time_posterior"],
+                           "watershed_extra": o["transit_time_watershed"],
+                           "wm_extra": _default_arg(physics.transit_time_map, "wm_extra"),
+                           "participant_shift_sd": o["transit_time_sd"]},
+        "labelling_efficiency": {"mean": o["labelling_efficiency"],
+                                 "sd": o["labelling_efficiency_sd"]},
+        "bs_efficiency_per_pulse": {"mean": o["bs_efficiency"], "sd": o["bs_efficiency_sd"],
+                                    "drawn": "per pulse, per scan"},
+        "haematocrit": {"mean": o["haematocrit"], "sd": o["haematocrit_sd"]},
+    }
+
+
+def _anatomy_doc(o: dict) -> dict:
+    """Return the ``anatomy`` section of truth.json: each participant's own anatomy."""
+    return {
+        "model": "template pulled back through a smooth warp: x_MNI = x + d(x) for x in the "
+                 "participant frame (global size, smooth displacement, ventricles), with a "
+                 "cortical-thickness change of the template tissue maps (MNI frame)",
+        "warp_file": f"sub-X/anat/sub-X_from-{SUBJECT_FRAME}_to-{TEMPLATE_SPACE}_mode-points_"
+                     "xfm.nii.gz: displacement d (mm, RAS) on the truth grid",
+        "scan_pose_file": f"<scan>_from-scanner_to-{SUBJECT_FRAME}_mode-image_xfm.txt: rigid "
+                          "pose of the scan's M0 volume (the reference), scanner -> "
+                          "participant frame",
+        "scanner_to_template": "x_MNI = w(A @ [x_scanner, 1]) with w(x) = x + d(x)",
+        "brain_size_sd": o["brain_size_sd"], "warp_rms_mm": o["warp_rms"],
+        "warp_fwhm_mm": o["warp_fwhm"], "ventricle_sd_mm": o["ventricle_sd"],
+        "cortical_thickness_sd_mm": o["cortical_thickness_sd"],
+    }
+
+
+def _crossover_doc(o: dict) -> dict:
+    """Return the ``crossover`` section of truth.json: the planted design effects."""
+    return {
+        "period_effect": o["period_effect"], "sequence_effect": o["sequence_effect"],
+        "carryover": o["carryover"], "period_madrs": o["period_madrs"],
+        "carryover_madrs": o["carryover_madrs"], "madrs_reliability": o["madrs_reliability"],
+        "ketamine_reliability": o["ketamine_reliability"],
+        "ketamine_subject_sd": o["ketamine_sd"] * float(np.sqrt(o["ketamine_reliability"])),
+        "ketamine_session_sd": o["ketamine_sd"] * float(np.sqrt(1 - o["ketamine_reliability"])),
+        "global_cbf": "all scans of period 2 x (1 + period_effect); all scans of the NP "
+                      "sequence x (1 + sequence_effect); each scan x (1 + co2_reactivity * "
+                      "etco2), etco2 ~ N(0, etco2_sd)",
+        "carryover_model": "both runs of period 2 + carryover x period 1's focal ACC effect",
+    }
+
+
+def _imaging_doc(o: dict, sc: scanner.Scanner) -> dict:
+    """Return the ``imaging`` section of truth.json: native grid, PSF, noise, motion."""
+    return {
+        "native_grid_shape": list(sc.grid.shape),
+        "native_voxel_size": list(sc.grid.voxel_size),
+        "native_affine": sc.grid.affine.tolist(),
+        "supersampling": list(sc.sub),
         "psf_fwhm_voxels": list(o["psf_fwhm"]),
-        "noise_sd_deltam": imager.sigma_dm, "noise_sd_m0": imager.sigma_m0,
-        "snr_voxel_volume_factor": imager.snr_scale,
-        "snr_reference_voxel_mm": list(REFERENCE_VOXEL),
+        "noise_sd_deltam": sc.sigma_dm, "noise_sd_m0": sc.sigma_m0,
+        "snr_voxel_volume_factor": sc.snr_scale,
+        "snr_reference_voxel_mm": list(scanner.REFERENCE_VOXEL),
         "truth_storage": "int16 with scl_slope 0.01 (ml/100 g/min); values as read back",
         "noise": "Gaussian on deltaM and control/label, Rician (magnitude) on M0 and T1w",
-        "bs_residual_static_fraction": BS_RESIDUAL,
+        "bs_residual_static_fraction": scanner.BS_RESIDUAL,
         "head_centre_mni": list(native.HEAD_CENTRE_MNI),
-        "pose_convention": "x_MNI = A @ [x_scanner, 1] (world mm, RAS)",
+        "pose_convention": "x_subject = A @ [x_scanner, 1] (world mm, RAS); session pose "
+                           "uniform, run offset Gaussian (run_motion), volumes relative to M0",
+        "motion_file": "<scan>_desc-headmotion_timeseries.tsv: per control/label volume "
+                       "(deltam: the scanner's internal shots), trans mm / rot deg, volume_v(x) "
+                       "= reference(M_v x)",
+        "shots_per_scan": sc.n_shots(),
     }
 
 
@@ -562,3 +691,10 @@ def _fix_permissions(root: Path) -> None:
         os.chmod(dirpath, 0o777 & ~umask)
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), 0o666 & ~umask)
+
+
+def _default_arg(func, name: str):
+    """Return the default value of a function's keyword argument (recorded in truth.json)."""
+    import inspect
+
+    return inspect.signature(func).parameters[name].default

@@ -40,7 +40,7 @@ from scipy.spatial.transform import Rotation
 
 __all__ = [
     "PARAM_NAMES", "SPHERE_MM", "DEFAULT_TR", "PIVOT_MM", "rigid_matrix", "rigid_params",
-    "rms_displacement", "framewise_displacement", "run_offset", "motion_trace", "move_volume",
+    "rms_displacement", "framewise_displacement", "run_offset", "motion_trace", "spline_coefficients", "move_volume",
     "realign_series",
 ]
 
@@ -332,7 +332,17 @@ def motion_trace(rng: np.random.Generator, n_volumes: int, rms_mm: float, *, fac
     return rigid_params(M)
 
 
-def move_volume(volume, grid_affine, M, order: int = 3) -> np.ndarray:
+def spline_coefficients(volume, order: int = 3) -> np.ndarray:
+    """Return the B-spline coefficients of a volume, for :func:`move_volume` (``prefiltered``).
+
+    The prefilter is linear, so the coefficients of a sum are the sum of the coefficients:
+    a series of volumes built from a few images is filtered once per image, not per volume.
+    """
+    return ndimage.spline_filter(np.asarray(volume, dtype=np.float64), order=order,
+                                 mode="mirror")
+
+
+def move_volume(volume, grid_affine, M, order: int = 3, prefiltered: bool = False) -> np.ndarray:
     """Return the image the scanner records when the head is displaced by ``M``.
 
     ``out[i] = volume(G^-1 @ M @ G @ i)`` with ``G = grid_affine`` (voxel -> scanner mm):
@@ -350,17 +360,19 @@ def move_volume(volume, grid_affine, M, order: int = 3) -> np.ndarray:
         Rigid motion in scanner coordinates (:func:`rigid_matrix`).
     order : int
         Spline order (3: cubic; 1: trilinear).
+    prefiltered : bool
+        ``volume`` holds spline coefficients (:func:`spline_coefficients`) of that order.
 
     Returns
     -------
     ndarray, float32, same shape
     """
-    vol = np.asarray(volume, dtype=np.float32)
+    vol = np.asarray(volume, dtype=np.float64 if prefiltered else np.float32)
     G = np.asarray(grid_affine, dtype=float)
     T = np.linalg.inv(G) @ np.asarray(M, dtype=float) @ G
     return ndimage.affine_transform(vol, T[:3, :3], offset=T[:3, 3], output_shape=vol.shape,
                                     order=order, mode="constant", cval=0.0,
-                                    prefilter=order > 1).astype(np.float32)
+                                    prefilter=order > 1 and not prefiltered).astype(np.float32)
 
 
 def _rotation_derivatives(angles_deg: np.ndarray) -> np.ndarray:

@@ -13,6 +13,11 @@ global-CBF-adjusted analysis. The other PSI subscales and the CADSS share a gene
 "psychotomimetic" factor with the two planted PSI subscales, so they correlate with
 them (and, implied, weakly with pgACC) but are not planted against imaging.
 With ``null=True`` every score is drawn independently of imaging.
+
+The crossover: a participant's MADRS and QIDS-SR baselines of the two periods share a
+depression-severity trait (between-period correlation ``madrs_reliability``), and the
+period-2 baselines move by ``period_madrs - carryover_madrs`` points (QIDS-SR by the same
+number of its SDs).
 """
 
 from __future__ import annotations
@@ -60,7 +65,9 @@ def _improvement_scale(baseline: np.ndarray, mean: float, sd: float, top: int):
 
 
 def arm_scores(x_pg: np.ndarray, x_sg: np.ndarray, targets: dict, rng: np.random.Generator,
-               null: bool, g_pg: np.ndarray | None = None, g_sg: np.ndarray | None = None
+               null: bool, g_pg: np.ndarray | None = None, g_sg: np.ndarray | None = None,
+               baseline_trait: np.ndarray | None = None, reliability: float = 0.0,
+               baseline_shift: np.ndarray | None = None
                ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Return the scores of one arm (one value per participant) and the latent rhos.
 
@@ -78,6 +85,14 @@ def arm_scores(x_pg: np.ndarray, x_sg: np.ndarray, targets: dict, rng: np.random
         The non-planted part of the scores is made orthogonal to them as well, so that
         scores do not correlate by chance with global CBF (and the planted relation
         carries over to absolute regional CBF).
+    baseline_trait : ndarray, optional
+        Each participant's standardised depression-severity trait, shared by both periods;
+        the latent MADRS baseline is ``sqrt(reliability) trait + sqrt(1 - reliability) e``.
+    reliability : float
+        Between-period correlation of the latent baselines (``madrs_reliability``).
+    baseline_shift : ndarray, optional
+        Shift of each participant's MADRS baseline in points (period and carryover
+        effects); QIDS-SR baselines shift by the same number of their own SDs.
     """
     n = len(x_pg)
     out, rhos = {}, {}
@@ -111,8 +126,13 @@ def arm_scores(x_pg: np.ndarray, x_sg: np.ndarray, targets: dict, rng: np.random
             out[col] = skewed_scale(mean, sd, top_per_item * items)(z)
     # depression scales: baselines correlated, improvements planted against sgACC
     zb = rng.standard_normal(n)
+    if baseline_trait is not None:
+        zb = np.sqrt(reliability) * baseline_trait + np.sqrt(1 - reliability) * zb
     cb = RESIDUAL_CORR["baseline"]
     zq = cb * zb + np.sqrt(1 - cb ** 2) * rng.standard_normal(n)
+    if baseline_shift is not None:  # in MADRS points, the same number of SDs for QIDS-SR
+        zb = zb + baseline_shift / MADRS_BASELINE[1]
+        zq = zq + baseline_shift / MADRS_BASELINE[1]
     out["madrs_baseline"] = integer_scale(*MADRS_BASELINE)(zb)
     out["qids_sr_baseline"] = integer_scale(*QIDS_BASELINE)(zq)
     ci = RESIDUAL_CORR["improvement"]
@@ -152,6 +172,10 @@ def build_phenotypes(truth: pd.DataFrame, options: dict, rng: np.random.Generato
     """
     scores = {}
     record = {}
+    pids = list(dict.fromkeys(truth["participant_id"]))
+    trait = dict(zip(pids, rng.standard_normal(len(pids))))  # depression severity, both periods
+    period2 = (truth["period"] == 2).to_numpy()
+    shift = np.where(period2, options["period_madrs"] - options["carryover_madrs"], 0.0)
     for arm in ("placebo", "naltrexone"):
         idx = truth.index[truth["pretreatment"] == arm]
         sub = truth.loc[idx]
@@ -161,7 +185,10 @@ def build_phenotypes(truth: pd.DataFrame, options: dict, rng: np.random.Generato
             sub["pgacc_delta_rcbf"].to_numpy(float), sub["sgacc_pre_rcbf"].to_numpy(float),
             targets, rng, bool(options["null"]),
             g_pg=(sub["global_gm_cbf_during"] - sub["global_gm_cbf_pre"]).to_numpy(float),
-            g_sg=sub["global_gm_cbf_pre"].to_numpy(float))
+            g_sg=sub["global_gm_cbf_pre"].to_numpy(float),
+            baseline_trait=np.array([trait[p] for p in sub["participant_id"]]),
+            reliability=float(options["madrs_reliability"]),
+            baseline_shift=shift[truth.index.get_indexer(idx)])
         for col, v in vals.items():
             scores.setdefault(col, pd.Series(index=truth.index, dtype="int64"))
             scores[col].loc[idx] = v
