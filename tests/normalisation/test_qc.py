@@ -96,7 +96,8 @@ def test_flag_registration_reasons():
     assert any("coverage" in f for f in qc.flag_registration({**good, "coverage": 0.3}))
     assert qc.flag_registration({**good, "dice": float("nan")}) != []  # unknown Dice fails
     assert any("reflection" in f for f in qc.flag_registration({**good, "det_sign": -1}))
-    assert any("error" in f for f in qc.flag_registration({**good, "error_mean_mm": 5.0}))
+    # the truth-based error is reported, never a reason (real data have no truth)
+    assert qc.flag_registration({**good, "error_mean_mm": 50.0}) == []
     assert any("scale" in f for f in qc.flag_registration({**good, "scale": 1.5}))
     assert qc.flag_registration({**good, "error_mean_mm": float("nan")}) == []
     assert qc.flag_registration({**good, "dice": 0.8}, {"dice_min": 0.75}) == []
