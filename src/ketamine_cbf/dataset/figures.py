@@ -1,4 +1,4 @@
-"""Figures of the chapter "The dataset": design schematic, planted maps, scores, a scan.
+"""Figures of the chapter "The dataset": design, a scan, what makes the data hard, planted maps, scores.
 
 Every function returns a :class:`matplotlib.figure.Figure` (the notebook shows it and
 adds the caption and alt text in markdown).
@@ -18,7 +18,8 @@ from ketamine_cbf.io.groundtruth import groundtruth_dir, true_map_paths
 
 __all__ = [
     "ARM_COLOURS", "KETAMINE_COLOUR", "design_schematic", "effect_maps",
-    "phenotype_distributions", "planted_scatter", "scan_montage",
+    "phenotype_distributions", "planted_scatter", "scan_montage", "anatomy_overlay",
+    "transit_time_figure", "motion_traces_figure",
 ]
 
 ARM_COLOURS = {"placebo": "#8c8c8c", "naltrexone": "#d95f02"}
@@ -203,4 +204,102 @@ def scan_montage(bids_dir: str | Path, asl_relpath: str) -> plt.Figure:
             ax.set_yticks([])
         row[0].set_ylabel(title, fontsize=8)
         fig.colorbar(im, ax=list(row), fraction=0.03, pad=0.02)
+    return fig
+
+
+def _axial_indices(affine: np.ndarray, shape, z_mm) -> list[int]:
+    """Return the axial slice index nearest each MNI z (mm), kept inside the grid."""
+    inv = np.linalg.inv(affine)
+    return [int(np.clip(round(inv[2, 2] * z + inv[2, 3]), 0, shape[2] - 1)) for z in z_mm]
+
+
+def anatomy_overlay(brains: dict, participant_id: str = "",
+                    z_mm=(-24, -4, 16, 36, 56)) -> plt.Figure:
+    """Outline a participant's brain (orange) and the template's (cyan) on the template T1.
+
+    Parameters
+    ----------
+    brains : dict
+        From :func:`ketamine_cbf.dataset.summary.participant_brain` (``template``,
+        ``participant``, ``t1``, ``affine``, ``dice``).
+    participant_id : str
+        Shown in the title.
+    z_mm : sequence of float
+        MNI z of the axial slices.
+    """
+    t1, aff = brains["t1"], brains["affine"]
+    ks = _axial_indices(aff, t1.shape, z_mm)
+    fig, axes = plt.subplots(1, len(ks), figsize=(2.3 * len(ks), 2.9), squeeze=False)
+    lo, hi = np.percentile(t1[brains["template"]], [1, 99.5])
+    for ax, k, z in zip(axes[0], ks, z_mm):
+        ax.imshow(np.rot90(t1[:, :, k]), cmap="gray", vmin=lo, vmax=hi)
+        for mask, colour in ((brains["template"], "#00bcd4"), (brains["participant"], "#ff7f0e")):
+            if mask[:, :, k].any():
+                ax.contour(np.rot90(mask[:, :, k].astype(float)), levels=[0.5], colors=colour,
+                           linewidths=1.2)
+        ax.set_title(f"z = {z} mm", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"{participant_id} brain (orange) on the template (cyan): Dice {brains['dice']:.3f}",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def transit_time_figure(att_img, z_mm=(-16, 4, 24, 44, 60)) -> plt.Figure:
+    """Show the population arterial transit-time map (s) at axial slices.
+
+    Parameters
+    ----------
+    att_img : nibabel.Nifti1Image
+        From :func:`ketamine_cbf.dataset.summary.population_transit_time` (0 outside the brain).
+    z_mm : sequence of float
+        MNI z of the slices.
+    """
+    att = np.asarray(att_img.get_fdata(), dtype=float)
+    ks = _axial_indices(att_img.affine, att.shape, z_mm)
+    inside = att > 0
+    vmin, vmax = (float(v) for v in np.percentile(att[inside], [0.5, 99.5])) if inside.any() else (0, 1)
+    fig, axes = plt.subplots(1, len(ks), figsize=(2.3 * len(ks) + 0.8, 2.9), squeeze=False,
+                             layout="constrained")
+    for ax, k, z in zip(axes[0], ks, z_mm):
+        im = ax.imshow(np.rot90(np.ma.masked_where(~inside[:, :, k], att[:, :, k])), cmap="magma",
+                       vmin=vmin, vmax=vmax)
+        ax.set_title(f"z = {z} mm", fontsize=8)
+        ax.axis("off")
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.02, label="arterial transit time (s)")
+    return fig
+
+
+def motion_traces_figure(traces: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Plot true head-motion traces: translations (top) and rotations (bottom), pre and during.
+
+    Parameters
+    ----------
+    traces : pandas.DataFrame
+        From :func:`ketamine_cbf.dataset.summary.motion_traces`.
+    title : str
+        Figure title.
+    """
+    tps = [t for t in ("pre", "during") if t in set(traces["timepoint"])]
+    fig, axes = plt.subplots(2, len(tps), figsize=(5.2 * len(tps), 4.6), squeeze=False,
+                             sharey="row")
+    colours = dict(zip("xyz", ("#1b9e77", "#d95f02", "#7570b3")))
+    for col, tp in enumerate(tps):
+        d = traces[traces["timepoint"] == tp]
+        for row, (kind, unit) in enumerate((("trans", "mm"), ("rot", "degrees"))):
+            ax = axes[row, col]
+            for axis, colour in colours.items():
+                ax.plot(d["volume"], d[f"{kind}_{axis}"], marker=".", color=colour,
+                        label=f"{kind}_{axis}")
+            ax.axhline(0, color="0.7", lw=0.6)
+            ax.set_ylabel(f"{'translation' if kind == 'trans' else 'rotation'} ({unit})", fontsize=8)
+            if row == 0:
+                fd = d["framewise_displacement"].mean() if "framewise_displacement" in d else np.nan
+                ax.set_title(f"{tp} (run-{int(d['run'].iloc[0])}), mean FD {fd:.2f} mm", fontsize=9)
+            else:
+                ax.set_xlabel("volume (control/label shot)", fontsize=8)
+            ax.legend(fontsize=7, frameon=False, ncol=3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
