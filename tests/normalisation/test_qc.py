@@ -87,6 +87,32 @@ def test_gm_correlation_tells_a_placed_map_from_a_shifted_one():
     assert math.isnan(qc.gm_correlation(cbf, gm, np.zeros(brain.shape, bool)))
 
 
+def test_registration_errors_against_a_warped_truth_and_in_regions(geometry):
+    """With a true mapping that adds 3 mm along z only for x > 0 (the participant's own
+    anatomy), an affine that equals the rigid pose is 3 mm off there and exact elsewhere;
+    the regional error is the mean over voxels truly within the radius of the centre."""
+    a = geometry.pose([0, 0, 0], [0, 0, 0])
+    m = geometry.native_affine((20, 20, 20), (4.0, 4.0, 4.0))
+    mask = np.zeros((20, 20, 20), np.uint8)
+    mask[2:18, 2:18, 2:18] = 1
+    img = nib.Nifti1Image(mask, m)
+    reg = registration.Registration(affine=a)
+
+    def warped(x):
+        x = np.asarray(x, float)
+        return x + np.where(x[:, :1] > 0, [0.0, 0.0, 3.0], 0.0)
+
+    out = qc.registration_errors(img, reg, warped, regions={"right": (20.0, 0, 0),
+                                                             "left": (-20.0, 0, 0),
+                                                             "away": (500.0, 0, 0)})
+    assert out["error_right_mm"] == pytest.approx(3.0)
+    assert out["error_left_mm"] == pytest.approx(0.0)
+    assert np.isnan(out["error_away_mm"])
+    assert 0.5 < out["error_regions_mm"] < 2.5
+    assert out["error_max_mm"] == pytest.approx(3.0)
+    assert (out["error_mean_mm"], out["error_max_mm"]) == qc.registration_error(img, reg, warped)
+
+
 def test_flag_registration_reasons():
     good = {"dice": 0.95, "gm_corr": 0.7, "coverage": 1.0, "scale": 1.0, "det_sign": 1,
             "error_mean_mm": 1.0, "voxel_size_mm": 3.6}

@@ -493,3 +493,17 @@ def test_receptor_specificity_one_makes_non_targets_uncorrelated():
         assert rec["specificity"] == spec
     assert max(abs(rs[1.0][k]) for k in ("KOR", "NMDA", "GABAA")) < 0.08
     assert rs[0.8]["MOR"] > rs[1.0]["MOR"] + 0.05
+
+
+def test_parallel_participants_give_the_same_bytes(tmp_path):
+    """n_jobs only changes how participants are scheduled: every file is byte-identical."""
+    one = simulate_dataset(tmp_path / "one", seed=9, n_jobs=1, **SMALL)
+    two = simulate_dataset(tmp_path / "two", seed=9, n_jobs=2, **SMALL)
+    files = sorted(f.relative_to(one) for f in one.rglob("*") if f.is_file())
+    assert len(files) > 50
+    assert files == sorted(f.relative_to(two) for f in two.rglob("*") if f.is_file())
+    for rel in files:
+        assert provenance.sha256_file(one / rel) == provenance.sha256_file(two / rel), rel
+    with pytest.raises(UsageError, match="n_jobs"):
+        simulate_dataset(tmp_path / "bad", seed=9, n_jobs=0, **SMALL)
+    assert not (tmp_path / "bad").exists()

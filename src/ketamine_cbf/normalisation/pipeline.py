@@ -74,14 +74,14 @@ __all__ = ["NormalisationResult", "normalise_dataset", "code_version", "ants_see
 _STAGE_NUMBER = 2
 _PROGRESS = "[02_normalisation]"  # prefix of the progress bars
 _QC_COLUMNS = ("voxel_size_mm", "dice", "gm_corr", "coverage", "scale", "rotation_deg",
-               "det_sign", "error_mean_mm", "error_max_mm", "global_gm_cbf")
+               "det_sign", "error_mean_mm", "error_max_mm", "error_acc_mm", "global_gm_cbf")
 _DESIGN_COLUMNS = ["participant_id", "session_id", "run", "arm", "period", "timepoint"]
 _MAPS_COLUMNS = ["cbf", "cbf_smooth", "brain_mask", "global_gm_cbf", "dice", "coverage",
                  "error_mean_mm", "error_max_mm", "registration_qc_pass", "quant_qc_pass",
                  "qc_pass"]
 _REGISTRATION_QC_COLUMNS = ["input", "mode", "method", "voxel_size_mm", "dice", "gm_corr",
                             "coverage", "scale", "rotation_deg", "det_sign", "error_mean_mm",
-                            "error_max_mm", "flags", "registration_qc_pass"]
+                            "error_max_mm", "error_acc_mm", "flags", "registration_qc_pass"]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ketamine_cbf.quantification.pipeline import scan_output_paths
 from ketamine_cbf.quantification.qc import QCParams
 from ketamine_cbf.quantification.registration import native_tissue_maps, register_template
 
-__all__ = ["truth_comparison", "psf_fwhm_from_truth"]
+__all__ = ["truth_comparison", "psf_fwhm_from_truth", "change_accuracy"]
 
 
 def psf_fwhm_from_truth(bids_dir):
@@ -139,3 +139,54 @@ def truth_comparison(qc_table: pd.DataFrame, output_dir, bids_dir, cache_dir=Non
             rows.append(_compare_scan(r, true_path, output_dir, cache_dir, qc_params, psf_fwhm,
                                       min_pgm))
     return pd.DataFrame(rows)
+
+
+def change_accuracy(truth: pd.DataFrame) -> pd.DataFrame:
+    """Return, per session, the estimated and true relative CBF change during / pre infusion.
+
+    A bias that scales a participant's whole CBF map (labelling efficiency, blood T1, the
+    kinetic model's tissue T1, M0 calibration: :footcite:t:`alsop2015`, "Quantification")
+    is the same in both runs of a session, so it cancels in their ratio: the relative
+    change is robust where absolute CBF is not. This table shows how well that holds.
+
+    Parameters
+    ----------
+    truth : pandas.DataFrame
+        :func:`truth_comparison` output (``participant_id``, ``session_id``, ``run``,
+        ``gm_cbf``, ``gm_cbf_true``); runs 1 (pre) and 2 (during).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per session: ``change`` (estimated during / pre - 1), ``change_true``,
+        ``error`` (their difference, in units of fractional change), and the absolute
+        relative errors of the two runs for comparison (``abs_error_pre``,
+        ``abs_error_during``).
+
+    References
+    ----------
+    .. footbibliography::
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"participant_id": ["sub-01"] * 2, "session_id": ["ses-1"] * 2,
+    ...                   "run": [1, 2], "gm_cbf": [40.0, 44.0], "gm_cbf_true": [50.0, 55.0]})
+    >>> row = change_accuracy(t).iloc[0]
+    >>> round(row["change"], 3), round(row["change_true"], 3), round(row["error"], 3)
+    (0.1, 0.1, 0.0)
+    """
+    cols = ["participant_id", "session_id", "change", "change_true", "error",
+            "abs_error_pre", "abs_error_during"]
+    t = truth.assign(run=pd.to_numeric(truth["run"], errors="coerce"))
+    pre = t[t["run"] == 1].set_index(["participant_id", "session_id"])
+    dur = t[t["run"] == 2].set_index(["participant_id", "session_id"])
+    both = pre.join(dur, lsuffix="_pre", rsuffix="_during", how="inner")
+    if both.empty:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(index=both.index)
+    out["change"] = both["gm_cbf_during"] / both["gm_cbf_pre"] - 1
+    out["change_true"] = both["gm_cbf_true_during"] / both["gm_cbf_true_pre"] - 1
+    out["error"] = out["change"] - out["change_true"]
+    for run in ("pre", "during"):
+        out[f"abs_error_{run}"] = (both[f"gm_cbf_{run}"] / both[f"gm_cbf_true_{run}"] - 1).abs()
+    return out.reset_index()[cols]

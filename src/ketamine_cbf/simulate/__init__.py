@@ -7,8 +7,12 @@
 ``design``     crossover schedule, demographics, scales and exact-correlation planting
 ``phenotype``  clinical scores planted against the truth-level imaging values
 ``truth``      ground-truth CBF in MNI space (anatomy, variability, ACC and receptor effects)
-``signal``     the ASL signal model (white paper, forward direction)
-``native``     head pose, native grid, partial volume, PSF, coil bias
+``anatomy``    each participant's own anatomy: the template through a smooth random warp
+``physics``    the general kinetic model and physiology the quantifier does not assume
+``signal``     the textbook (white-paper) ASL model, forward direction
+``motion``     head position and per-volume motion; a least-squares realignment check
+``scanner``    imaging one participant's scans (anatomy, physics, pose, motion, noise)
+``native``     native grids, sampling, partial volume, PSF, coil bias
 ``write``      BIDS text: descriptions and sidecars
 ``dataset``    the orchestration (:func:`simulate_dataset`)
 ``cli``        ``ketamine-cbf simulate``

@@ -17,9 +17,18 @@ placebo, so that the pooled effect is unchanged and naltrexone - placebo = R_int
 ``e`` Gaussian global deviations (SDs ``subject_sd``, ``session_sd``, ``run_sd``). The
 true maps are stored (and used) with a step of 0.01 ml/100 g/min and clipped at 0.
 
-Each scan's true CBF is then imaged (:mod:`ketamine_cbf.simulate.native`,
-:mod:`ketamine_cbf.simulate.signal`): rigid pose, partial volume, PSF, white-paper
-deltaM, M0 with incomplete recovery, coil bias, thermal noise.
+The crossover: ``B`` is the participant's own (cortical-thickness-changed) tissue model,
+all scans of the naltrexone-first sequence are multiplied by ``1 + sequence_effect`` and
+all of period 2 by ``1 + period_effect``, each run by ``1 + co2_reactivity * etco2`` (EtCO2
+Gaussian per run), both runs of period 2 carry ``carryover`` times period 1's focal
+amplitudes, and the focal amplitude deviations split into a subject part ``u`` (variance
+``ketamine_reliability * ketamine_sd^2``) and a session part ``v`` (the rest).
+
+Each scan's true CBF is then imaged by :mod:`ketamine_cbf.simulate.scanner`: the
+participant's own anatomy (:mod:`.anatomy`), the general kinetic model (:mod:`.physics`),
+session pose, run repositioning and per-volume motion (:mod:`.motion`), partial volume,
+PSF, coil bias, thermal noise. Participants are independent (random streams keyed by
+participant, session and run) and are simulated in parallel.
 """
 
 from __future__ import annotations
