@@ -449,6 +449,12 @@ def realign_series(series_4d, grid_affine, reference=None, *, seed: int = 1) -> 
     samples are the voxels of the head in the reference (smoothed reference above 10 % of
     its 1-99 % range, dilated by 2 voxels); each volume starts from the previous estimate.
 
+    Written here rather than calling ANTs because it measured better for this job: on
+    64 x 64 x 42 ASL-like volumes ``ants.registration`` (rigid, mean squares, several
+    settings) took 1.4-2.5 s per volume with 0.17-0.19 deg RMS rotation error, this
+    0.13 s with 0.02-0.07 deg (translations 0.01-0.02 mm against 0.02-0.035 mm). It checks
+    the simulation's truth (the tests) and is not the pipeline's realignment.
+
     Parameters
     ----------
     series_4d : array_like, shape (X, Y, Z, n)
