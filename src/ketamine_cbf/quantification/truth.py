@@ -172,17 +172,17 @@ def change_accuracy(truth: pd.DataFrame) -> pd.DataFrame:
     >>> t = pd.DataFrame({"participant_id": ["sub-01"] * 2, "session_id": ["ses-1"] * 2,
     ...                   "run": [1, 2], "gm_cbf": [40.0, 44.0], "gm_cbf_true": [50.0, 55.0]})
     >>> row = change_accuracy(t).iloc[0]
-    >>> round(row["change"], 3), round(row["change_true"], 3), round(row["error"], 3)
+    >>> float(round(row["change"], 3)), float(round(row["change_true"], 3)), float(round(row["error"], 3))
     (0.1, 0.1, 0.0)
     """
     cols = ["participant_id", "session_id", "change", "change_true", "error",
             "abs_error_pre", "abs_error_during"]
     t = truth.assign(run=pd.to_numeric(truth["run"], errors="coerce"))
-    pre = t[t["run"] == 1].set_index(["participant_id", "session_id"])
-    dur = t[t["run"] == 2].set_index(["participant_id", "session_id"])
-    both = pre.join(dur, lsuffix="_pre", rsuffix="_during", how="inner")
+    keys = ["participant_id", "session_id"]
+    both = t[t["run"] == 1].merge(t[t["run"] == 2], on=keys, suffixes=("_pre", "_during"))
     if both.empty:
         return pd.DataFrame(columns=cols)
+    both = both.set_index(keys)
     out = pd.DataFrame(index=both.index)
     out["change"] = both["gm_cbf_during"] / both["gm_cbf_pre"] - 1
     out["change_true"] = both["gm_cbf_true_during"] / both["gm_cbf_true_pre"] - 1

@@ -45,7 +45,7 @@ components of a stream unchanged):
    ``wm' = clip(wm - t |grad wm_s|, 0, gm + wm)``, ``gm' = gm + wm - wm'`` (``wm_s``: WM
    smoothed at 4 mm FWHM); the pial boundary (``gm + wm``) and CSF are unchanged.
 
-The participant's tissue maps (:attr:`SubjectAnatomy.gm` etc.) stay in the MNI frame, so
+The participant's tissue maps (``SubjectAnatomy.gm`` etc.) stay in the MNI frame, so
 maps built from them (the baseline CBF) are brought into the subject frame with
 :meth:`SubjectAnatomy.to_subject`. With all SDs 0 the warp is exactly the identity.
 
@@ -110,7 +110,7 @@ class SubjectAnatomy:
     record : dict
         JSON-serialisable parameters drawn and summary numbers of the warp.
     control, control_affine : ndarray, optional
-        The field on its control grid (every :data:`CONTROL_STRIDE`-th node of the truth
+        The field on its control grid (every ``CONTROL_STRIDE``-th node of the truth
         grid) and that grid's affine: ``displacement`` is its trilinear interpolation, so
         the written control grid is the exact truth at 1/8 of the size.
     """
@@ -146,7 +146,7 @@ class SubjectAnatomy:
         ----------
         volume : ndarray, shape (X, Y, Z)
         order : int
-            Spline order of :func:`scipy.ndimage.map_coordinates` (0 nearest, 1 linear).
+            Spline order of ``scipy.ndimage.map_coordinates`` (0 nearest, 1 linear).
 
         Returns
         -------
@@ -194,9 +194,9 @@ def ventricle_profile(anat: Anatomy) -> np.ndarray:
     """Return ``grad(phi)`` (X, Y, Z, 3) of the ventricle profile, ``max |grad phi| = 1``.
 
     ``phi`` is the CSF probability weighted by a soft deep-brain mask (0 at
-    :data:`VENTRICLE_DEPTH_MM` - 5 mm below the brain surface, 1 at + 5 mm; Euclidean
+    ``VENTRICLE_DEPTH_MM`` - 5 mm below the brain surface, 1 at + 5 mm; Euclidean
     distance transform of the brain mask), smoothed with a Gaussian of
-    :data:`VENTRICLE_FWHM_MM`. It depends on the template only.
+    ``VENTRICLE_FWHM_MM``. It depends on the template only.
     """
     vox = float(abs(anat.affine[0, 0]))
     depth = ndimage.distance_transform_edt(anat.brain, sampling=vox)
@@ -268,7 +268,7 @@ def thickness_change(gm: np.ndarray, wm: np.ndarray, t: np.ndarray | float,
 
     First-order boundary shift of the WM map by ``s = -t`` mm along its normal,
     ``wm' = clip(wm + s |grad wm_s|, 0, gm + wm)`` with ``wm_s`` the WM map smoothed at
-    :data:`WM_GRADIENT_FWHM_MM`, and ``gm' = gm - (wm' - wm)``, so ``gm' + wm' = gm + wm``
+    ``WM_GRADIENT_FWHM_MM``, and ``gm' = gm - (wm' - wm)``, so ``gm' + wm' = gm + wm``
     (pial surface unchanged); cortex is ~2.5 mm thick :footcite:p:`fischl2000`.
 
     Returns
@@ -402,7 +402,7 @@ def draw_subject_anatomy(anat: Anatomy, rng: np.random.Generator, *, brain_size_
 
 def _on_control_grid(disp: np.ndarray, affine: np.ndarray):
     """Return (fine field, control field, control affine): the field kept at every
-    :data:`CONTROL_STRIDE`-th node and trilinearly interpolated back onto the fine grid."""
+    ``CONTROL_STRIDE``-th node and trilinearly interpolated back onto the fine grid."""
     k = CONTROL_STRIDE
     control = np.ascontiguousarray(disp[::k, ::k, ::k], dtype=np.float32)
     c_aff = affine.copy()
@@ -416,13 +416,13 @@ def _on_control_grid(disp: np.ndarray, affine: np.ndarray):
 def displacement_image(sa: SubjectAnatomy) -> nib.Nifti1Image:
     """Return the displacement as a 5D NIfTI vector image (X, Y, Z, 1, 3).
 
-    The image holds the control grid (every :data:`CONTROL_STRIDE`-th node of the truth
+    The image holds the control grid (every ``CONTROL_STRIDE``-th node of the truth
     grid, its own affine): trilinear interpolation of it at any point gives the field the
     simulation used. Saved as int16 with the scale slope nibabel chooses for the field's range (steps of
-    at most :data:`DISPLACEMENT_STEP` = 0.01 mm for displacements up to 327 mm): a
+    at most ``DISPLACEMENT_STEP`` = 0.01 mm for displacements up to 327 mm): a
     quarter of the float32 file.
 
-    Convention (also in the header ``descrip``, :data:`DISPLACEMENT_DESCRIP`): voxel
+    Convention (also in the header ``descrip``, ``DISPLACEMENT_DESCRIP``): voxel
     ``x`` of the image (the participant's subject frame, world mm RAS via the sform) maps
     to the MNI point ``x + d(x)``; the three vector components are ``d`` in mm along the
     RAS axes (R, A, S). This is a pull-back (subject -> MNI) field in RAS, unlike the LPS
@@ -463,7 +463,7 @@ def read_displacement(img_or_path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def jacobian_determinant(displacement: np.ndarray, voxel_size_mm) -> np.ndarray:
-    """Return ``det(I + grad d)`` at every voxel (central differences, :func:`numpy.gradient`).
+    """Return ``det(I + grad d)`` at every voxel (central differences, ``numpy.gradient``).
 
     The local volume ratio of the map ``x -> x + d(x)`` :footcite:p:`ashburner2000`; the
     map is invertible (no folding) where it is positive. The grid axes are taken as the

@@ -8,12 +8,12 @@ native grid, world ``(0, 0, 0)``). For static content,
 ``volume_v(x) = volume_ref(M_v @ x)``: the scanner point ``x`` of volume ``v`` shows what
 the point ``M_v @ x`` showed in the reference.
 
-Six parameters describe ``M`` (:data:`PARAM_NAMES`, the names of the fMRIPrep/BIDS
+Six parameters describe ``M`` (``PARAM_NAMES``, the names of the fMRIPrep/BIDS
 confounds): translations ``tx, ty, tz`` in mm and rotations ``rx, ry, rz`` in degrees,
 ``R = Rotation.from_euler('xyz', [rx, ry, rz], degrees=True)`` (extrinsic, as
 :func:`~ketamine_cbf.simulate.native.random_pose`), ``M = [[R, t], [0, 1]]``.
 
-Sizes of motion are measured on a brain-sized sphere of radius :data:`SPHERE_MM` = 50 mm
+Sizes of motion are measured on a brain-sized sphere of radius ``SPHERE_MM`` = 50 mm
 centred on the isocentre: rotations count as the arc they move on it, as in the
 framewise displacement (FD) of :footcite:t:`power2012`, and whole-brain displacement is the
 RMS deviation over the ball of :footcite:t:`jenkinson2002`
@@ -85,7 +85,7 @@ def rigid_matrix(params) -> np.ndarray:
     Parameters
     ----------
     params : array_like, shape (6,) or (n, 6)
-        ``[tx, ty, tz, rx, ry, rz]`` in mm and degrees (:data:`PARAM_NAMES`).
+        ``[tx, ty, tz, rx, ry, rz]`` in mm and degrees (``PARAM_NAMES``).
 
     Returns
     -------
@@ -143,7 +143,7 @@ def rms_displacement(params, radius: float = SPHERE_MM) -> np.ndarray:
     Parameters
     ----------
     params : array_like, shape (6,) or (n, 6)
-        Transforms relative to the reference (:data:`PARAM_NAMES`).
+        Transforms relative to the reference (``PARAM_NAMES``).
     radius : float
         Radius of the ball (mm).
 
@@ -177,7 +177,7 @@ def framewise_displacement(params, radius: float = SPHERE_MM) -> np.ndarray:
     Parameters
     ----------
     params : array_like, shape (n, 6)
-        Motion trace (:data:`PARAM_NAMES`: mm and degrees).
+        Motion trace (``PARAM_NAMES``: mm and degrees).
     radius : float
         Radius (mm) of the sphere on which rotations become displacement.
 
@@ -215,7 +215,7 @@ def run_offset(rng: np.random.Generator, sd_mm: float, sd_deg: float) -> np.ndar
     Returns
     -------
     ndarray, shape (6,)
-        Independent Gaussian parameters (:data:`PARAM_NAMES`), mean 0.
+        Independent Gaussian parameters (``PARAM_NAMES``), mean 0.
     """
     return np.concatenate([rng.normal(0.0, sd_mm, 3), rng.normal(0.0, sd_deg, 3)])
 
@@ -268,7 +268,7 @@ def motion_trace(rng: np.random.Generator, n_volumes: int, rms_mm: float, *, fac
       rate of 0.2-0.33 Hz sampled every ``tr`` (respiration-related apparent motion,
       mostly ``trans_z``/``trans_y``), mixed 0.6 : 1 : 0.2 after each is scaled to unit
       RMS. The axes are weighted so that z translation and pitch (``rot_x``) dominate, as in
-      supine subjects, and rotations are made about :data:`PIVOT_MM` (where the head rests
+      supine subjects, and rotations are made about ``PIVOT_MM`` (where the head rests
       on the coil), which couples pitch with z translation; rotations come out at about
       1 degree per 1.5-2 mm of translation. The whole is then scaled so that its RMS over
       volumes of :func:`rms_displacement` (the displacement of a 50 mm ball from the
@@ -295,12 +295,12 @@ def motion_trace(rng: np.random.Generator, n_volumes: int, rms_mm: float, *, fac
     spike_mm : float
         Typical size of a spike (mm on the 50 mm sphere).
     tr : float or None
-        Time between volumes (s); :data:`DEFAULT_TR` if None.
+        Time between volumes (s); ``DEFAULT_TR`` if None.
 
     Returns
     -------
     ndarray, shape (n_volumes, 6)
-        Parameters of ``M_v`` per volume (:data:`PARAM_NAMES`).
+        Parameters of ``M_v`` per volume (``PARAM_NAMES``).
     """
     n = int(n_volumes)
     if n < 1:
@@ -354,8 +354,8 @@ def move_volume(volume, grid_affine, M, order: int = 3, prefiltered: bool = Fals
     volume : ndarray, 3D
         Image on the grid, with the head at the reference position.
     grid_affine : array_like, shape (4, 4)
-        Voxel -> scanner mm of the grid (e.g. :attr:`~ketamine_cbf.simulate.native.
-        NativeGrid.affine`).
+        Voxel -> scanner mm of the grid (e.g. :class:`~ketamine_cbf.simulate.native.NativeGrid`
+        ``.affine``).
     M : array_like, shape (4, 4)
         Rigid motion in scanner coordinates (:func:`rigid_matrix`).
     order : int
@@ -471,7 +471,7 @@ def realign_series(series_4d, grid_affine, reference=None, *, seed: int = 1) -> 
     Returns
     -------
     ndarray, shape (n, 6)
-        Estimated parameters (:data:`PARAM_NAMES`) such that
+        Estimated parameters (``PARAM_NAMES``) such that
         ``volume_v(x) ~ reference(rigid_matrix(p_v) @ x)``, comparable with
         :func:`motion_trace`.
 

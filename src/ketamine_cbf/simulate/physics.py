@@ -17,7 +17,7 @@ physics the white paper deliberately leaves out:
   (:footcite:t:`alsop2015`, :footcite:t:`garcia2005`);
 * an M0 image whose compartments recover each with their own T1 at short TR.
 
-No constant is imported from :mod:`ketamine_cbf.quantification` or
+No constant is imported from ``ketamine_cbf.quantification`` or
 :mod:`ketamine_cbf.simulate.signal`: the two directions must stay independent.
 
 Constants (3 T)
@@ -161,9 +161,9 @@ def _gauss(d, sigma) -> np.ndarray:
 
 #: Geometry of the transit-time map (MNI mm). Posterior ramp: no delay anterior of
 #: y = -20, full ``posterior_extra`` at the occipital pole (y = -100). ACA-MCA border zone:
-#: parasagittal band at |x| = 28 mm (sd 8) over the convexity (z > ~25), from frontal
+#: parasagittal band at ``|x|`` = 28 mm (sd 8) over the convexity (z > ~25), from frontal
 #: (y = +45) to parietal (y = -65). MCA-PCA border zone: a band at y = -62 mm (sd 10),
-#: lateral (|x| > ~25), over the temporo-parieto-occipital junction (z -10 to 50).
+#: lateral (``|x|`` > ~25), over the temporo-parieto-occipital junction (z -10 to 50).
 _RAMP_Y = (-20.0, -100.0)
 _ACA_MCA = dict(x=28.0, sx=8.0, z_on=25.0, y_range=(-65.0, 45.0))
 _MCA_PCA = dict(y=-62.0, sy=10.0, x_on=25.0, z_range=(-10.0, 50.0))
@@ -183,8 +183,8 @@ def transit_time_map(anat, gm_att: float = 1.2, posterior_extra: float = 0.3,
     + wm_extra x p_WM. The ramp rises smoothly (smoothstep) from 0 at MNI y = -20 mm to 1
     at the occipital pole (y = -100 mm); the band is the union (1 - (1-a)(1-b)) of two
     smooth Gaussian border zones placed from MNI anatomy: the ACA-MCA zone, a parasagittal
-    strip at |x| ~ 28 mm over the convexity, and the MCA-PCA zone, a coronal strip at
-    y ~ -62 mm lateral to |x| ~ 25 mm; p_WM is the WM probability (deep white matter is fed
+    strip at ``|x|`` ~ 28 mm over the convexity, and the MCA-PCA zone, a coronal strip at
+    y ~ -62 mm lateral to ``|x|`` ~ 25 mm; p_WM is the WM probability (deep white matter is fed
     last, by long medullary arteries). With the defaults, GM in the anterior (MCA)
     territory has 1.2 s, occipital GM ~1.5 s, border-zone GM up to ~1.8 s and pure WM
     ~1.6-2.2 s, within the 0.7-2 s range of healthy adults at rest. This is a schematic,
@@ -264,7 +264,7 @@ def m0_relaxed(pd, gm, wm, csf, tr: float) -> np.ndarray:
     ----------
     pd : sequence of 3 floats or arrays, or None
         (PD_GM, PD_WM, PD_CSF), relative proton densities of the pure tissues (pure CSF = 1);
-        None for this module's :data:`PD_GM`, :data:`PD_WM`, :data:`PD_CSF`.
+        None for this module's ``PD_GM``, ``PD_WM``, ``PD_CSF``.
     gm, wm, csf : array_like
         Tissue probabilities (volume fractions) of each voxel.
     tr : float
@@ -311,7 +311,7 @@ def gkm_pcasl(cbf, m0_blood, att, t1_tissue, t1_blood, alpha, pld, tau, lam=0.9)
         CBF in ml/100 g/min.
     m0_blood : array_like
         Equilibrium magnetisation of arterial blood (units of the returned dM), e.g.
-        :data:`PD_BLOOD` times the M0 scale.
+        ``PD_BLOOD`` times the M0 scale.
     att : array_like
         Arterial transit time (s).
     t1_tissue : array_like
