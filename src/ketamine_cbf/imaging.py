@@ -7,6 +7,7 @@ an affine change sign on the way in and out (:func:`to_ants`, :func:`from_ants`)
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +15,13 @@ import numpy as np
 
 from ketamine_cbf.errors import InputError
 
-__all__ = ["FWHM_TO_SIGMA", "load_image", "same_grid", "to_ants", "from_ants"]
+__all__ = ["FWHM_TO_SIGMA", "load_image", "same_grid", "to_ants", "from_ants", "ITK_THREADS",
+           "set_single_thread", "pinned_in_process", "run_jobs"]
+
+#: Environment variable ITK reads (once) for its default thread count.
+ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
+
+_PINNED = False
 
 #: Gaussian sigma per unit of full width at half maximum: ``1 / sqrt(8 ln 2)``.
 FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
@@ -129,3 +136,55 @@ def from_ants(image, dtype=np.float32) -> nib.Nifti1Image:
     a[:3, :3] = np.asarray(image.direction) * np.asarray(image.spacing)
     a[:3, 3] = image.origin
     return nib.Nifti1Image(image.numpy().astype(dtype), LPS @ a)
+
+
+def set_single_thread() -> None:
+    """Pin ITK to one thread (effective only before ANTs runs its first filter here)."""
+    os.environ[ITK_THREADS] = "1"
+
+
+def pinned_in_process() -> bool:
+    """Return True if ANTs in this process is (or can still be made) single-threaded.
+
+    ITK reads ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` once, when its threading starts; if
+    ANTs was imported before this module could set it, the thread count is unknown (the
+    variable may have been set later), so the work goes to a fresh worker process instead.
+    """
+    global _PINNED
+    if not _PINNED and "ants" not in sys.modules:
+        set_single_thread()
+        import ants  # noqa: F401
+
+        _PINNED = True
+    return _PINNED
+
+
+def run_jobs(func, jobs: list, n_jobs: int, desc: str, unit: str = "scan",
+             show: bool | None = None) -> list:
+    """Run ``func`` over ``jobs`` (single-threaded ITK each); return the results in job order.
+
+    One worker and an ITK still pinnable here: in this process. Otherwise loky (joblib's
+    executor): fresh worker processes that do not re-run the caller's ``__main__`` (scripts
+    need no ``if __name__ == "__main__"`` guard), with ITK pinned before ANTs loads in them.
+    Single-threaded seeded registrations give the same results with any number of workers.
+    ``show`` forces the progress bar on or off (None: as the runner asked).
+    """
+    from ketamine_cbf.progress import progress
+
+    results: list = [None] * len(jobs)
+    if not jobs:
+        return results
+    if n_jobs == 1 and pinned_in_process():
+        for i, job in progress(enumerate(jobs), desc, total=len(jobs), unit=unit, enabled=show):
+            results[i] = func(job)
+        return results
+    from concurrent.futures import as_completed
+
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=n_jobs, initializer=set_single_thread,
+                             env={ITK_THREADS: "1"}) as ex:
+        futs = {ex.submit(func, job): i for i, job in enumerate(jobs)}
+        for fut in progress(as_completed(futs), desc, total=len(jobs), unit=unit, enabled=show):
+            results[futs[fut]] = fut.result()
+    return results

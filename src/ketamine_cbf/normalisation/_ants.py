@@ -13,34 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from ketamine_cbf.imaging import ITK_THREADS, pinned_in_process, set_single_thread
+
 __all__ = ["ITK_THREADS", "set_single_thread", "pinned_in_process", "antsreg_args", "run_antsreg"]
-
-#: Environment variable ITK reads (once) for its default thread count.
-ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
-
-_PINNED = False
-
-
-def set_single_thread() -> None:
-    """Pin ITK to one thread (effective only before ANTs runs its first filter here)."""
-    os.environ[ITK_THREADS] = "1"
-
-
-def pinned_in_process() -> bool:
-    """Return True if ANTs in this process is (or can still be made) single-threaded.
-
-    ITK reads ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` once, when its threading starts; if
-    ANTs was imported before this module could set it, the thread count is unknown (the
-    variable may have been set later), so the work goes to a fresh worker process instead.
-    """
-    global _PINNED
-    if not _PINNED and "ants" not in sys.modules:
-        set_single_thread()
-        import ants  # noqa: F401
-
-        _PINNED = True
-    return _PINNED
-
 
 def antsreg_args(f, m, stages, settings, seed, fixed_mask=None, moving_mask=None, init="com"):
     """Build the ``antsRegistration`` argument list (same syntax as the ANTs command line)."""

@@ -1,10 +1,10 @@
-"""Private per-scan work of stage 2 (runs in worker processes) and the process pool.
+"""Private per-scan work of stage 2 (runs in worker processes).
 
 A job is a JSON-like dict (paths as strings) built by :mod:`ketamine_cbf.normalisation.pipeline`;
 :func:`process_scan` writes one scan's maps, mask and transforms into ``job["workdir"]`` and
-returns its QC row; :func:`process_t1w` registers one subject's T1w. :func:`run_jobs` runs
-either over the jobs in fresh single-threaded processes (or in this process when ITK here is
-single-threaded and one worker is asked for), counting scans on the progress bar.
+returns its QC row; :func:`process_t1w` registers one subject's T1w. The pipeline runs them
+with :func:`ketamine_cbf.imaging.run_jobs` (fresh single-threaded processes, the same
+runner as stage 1's registrations).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ketamine_cbf.imaging import load_image
 from ketamine_cbf.io import provenance as prov
 from ketamine_cbf.io.groundtruth import mapping_from_files
 from ketamine_cbf.io.layout import TEMPLATE_SPACE, bids_name
-from ketamine_cbf.normalisation._ants import ITK_THREADS, pinned_in_process, set_single_thread
+from ketamine_cbf.imaging import run_jobs, set_single_thread
 from ketamine_cbf.normalisation.maps import (
     field_of_view,
     global_gm_cbf,
@@ -39,9 +39,8 @@ from ketamine_cbf.normalisation.registration import (
     register_via_t1w,
     write_ants_affine,
 )
-from ketamine_cbf.progress import progress
 
-__all__ = ["output_names", "process_scan", "process_t1w", "run_jobs"]
+__all__ = ["output_names", "process_scan", "process_t1w"]
 
 
 def output_names(ent: dict, resolution: int) -> dict:
@@ -193,29 +192,3 @@ def process_t1w(job: dict) -> dict:
     return reg.as_dict()
 
 
-def run_jobs(func, jobs: list[dict], n_jobs: int, desc: str, unit: str = "scan",
-             show: bool | None = None) -> list[dict]:
-    """Run ``func`` over ``jobs`` (single-threaded ITK each); return the results in job order.
-
-    One worker and an ITK still pinnable here: in this process. Otherwise loky (joblib's
-    executor): fresh worker processes that do not re-run the caller's ``__main__`` (scripts
-    need no ``if __name__ == "__main__"`` guard), with ITK pinned before ANTs loads in them.
-    ``show`` forces the progress bar on or off (None: as the runner asked).
-    """
-    results: list = [None] * len(jobs)
-    if not jobs:
-        return results
-    if n_jobs == 1 and pinned_in_process():
-        for i, job in progress(enumerate(jobs), desc, total=len(jobs), unit=unit, enabled=show):
-            results[i] = func(job)
-        return results
-    from concurrent.futures import as_completed
-
-    from joblib.externals.loky import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=n_jobs, initializer=set_single_thread,
-                             env={ITK_THREADS: "1"}) as ex:
-        futs = {ex.submit(func, job): i for i, job in enumerate(jobs)}
-        for fut in progress(as_completed(futs), desc, total=len(jobs), unit=unit, enabled=show):
-            results[futs[fut]] = fut.result()
-    return results

@@ -55,7 +55,8 @@ from ketamine_cbf.io.layout import (
     scan_entities,
 )
 from ketamine_cbf.normalisation import _docs  # noqa: F401  (registers the stage's parameter texts)
-from ketamine_cbf.normalisation._worker import process_scan, process_t1w, run_jobs
+from ketamine_cbf.imaging import run_jobs
+from ketamine_cbf.normalisation._worker import process_scan, process_t1w
 from ketamine_cbf.normalisation.inputs import (
     design_table,
     find_inputs,

@@ -33,7 +33,7 @@ from ketamine_cbf.io.design import read_design
 from ketamine_cbf.io.bids import ASLScan, load_scan
 from ketamine_cbf.io.layout import ENTITY_ORDER, bids_name, derivative_description
 from ketamine_cbf.io.provenance import save_nifti, write_json, write_tsv
-from ketamine_cbf.progress import progress as progress_bar
+from ketamine_cbf.imaging import run_jobs
 from ketamine_cbf.quantification.constants import QuantParams
 from ketamine_cbf.quantification.qc import QC_COLUMNS, QCParams, qc_metrics
 from ketamine_cbf.quantification.registration import native_tissue_maps, register_template
@@ -154,7 +154,7 @@ def run_quantification(bids_dir, output_dir, participant_label=None,
                        params: QuantParams | None = None, qc_params: QCParams | None = None,
                        cache_dir=None, arm_column: str = "pretreatment",
                        timepoint_column: str = "timepoint", log=None,
-                       progress: bool | None = None) -> pd.DataFrame:
+                       progress: bool | None = None, n_jobs: int = 0) -> pd.DataFrame:
     """Quantify and QC every ASL scan of a BIDS dataset; write the stage-1 derivatives.
 
     Parameters
@@ -178,6 +178,9 @@ def run_quantification(bids_dir, output_dir, participant_label=None,
         Receives one-line progress messages.
     %(progress)s
         None: only when the runner asks (``KETAMINE_CBF_PROGRESS``).
+    n_jobs : int
+        Scans processed in parallel (0: all CPUs); each template registration is
+        single-threaded and seeded, so the outputs are the same for any value.
 
     Returns
     -------
@@ -198,15 +201,30 @@ def run_quantification(bids_dir, output_dir, participant_label=None,
     scans = [load_scan(bids_dir, rel) for rel in design["asl"]]
     log(f"validated {len(scans)} scan(s)")
     with _staged(output_dir) as staging:
-        steps = progress_bar(zip(design.iterrows(), scans), desc="[01_quantification] scans",
-                             total=len(scans), unit="scan", enabled=progress)
-        rows = [_process_scan(row, scan, staging, bids_dir, params, qc_params, cache_dir, log)
-                for (_, row), scan in steps]
+        jobs = [{"row": row, "scan": scan, "staging": staging, "bids_dir": bids_dir,
+                 "params": params, "qc_params": qc_params, "cache_dir": cache_dir}
+                for (_, row), scan in zip(design.iterrows(), scans)]
+        n_jobs = int(n_jobs) if n_jobs else (os.cpu_count() or 1)
+        done = run_jobs(_scan_job, jobs, min(n_jobs, max(len(jobs), 1)),
+                        "[01_quantification] scans", show=progress)
+        rows = []
+        for row, messages in done:  # messages in scan order, whatever the worker order
+            for m in messages:
+                log(m)
+            rows.append(row)
         table = pd.DataFrame(rows)
         table["qc_pass"] = table["qc_pass"].map({True: "true", False: "false"})
         write_tsv(staging / "qc.tsv", table)
         write_json(staging / "dataset_description.json", dataset_description(bids_dir))
     return table
+
+
+def _scan_job(job: dict) -> tuple[dict, list[str]]:
+    """One scan in a worker process: its QC row and its log messages."""
+    messages: list[str] = []
+    row = _process_scan(job["row"], job["scan"], job["staging"], job["bids_dir"], job["params"],
+                        job["qc_params"], job["cache_dir"], messages.append)
+    return row, messages
 
 
 def _process_scan(row, scan: ASLScan, staging: Path, bids_dir: Path, params: QuantParams,
