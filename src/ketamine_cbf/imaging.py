@@ -16,7 +16,7 @@ import numpy as np
 from ketamine_cbf.errors import InputError
 
 __all__ = ["FWHM_TO_SIGMA", "load_image", "same_grid", "to_ants", "from_ants", "ITK_THREADS",
-           "set_single_thread", "pinned_in_process", "run_jobs"]
+           "set_single_thread", "pinned_in_process", "resolve_n_jobs", "run_jobs"]
 
 #: Environment variable ITK reads (once) for its default thread count.
 ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
@@ -159,6 +159,11 @@ def pinned_in_process() -> bool:
     return _PINNED
 
 
+def resolve_n_jobs(n_jobs) -> int:
+    """Return the number of worker processes for ``n_jobs`` (0 or None: all CPUs)."""
+    return int(n_jobs) if n_jobs else (os.cpu_count() or 1)
+
+
 def run_jobs(func, jobs: list, n_jobs: int, desc: str, unit: str = "scan",
              show: bool | None = None) -> list:
     """Run ``func`` over ``jobs`` (single-threaded ITK each); return the results in job order.
@@ -166,7 +171,8 @@ def run_jobs(func, jobs: list, n_jobs: int, desc: str, unit: str = "scan",
     One worker and an ITK still pinnable here: in this process. Otherwise loky (joblib's
     executor): fresh worker processes that do not re-run the caller's ``__main__`` (scripts
     need no ``if __name__ == "__main__"`` guard), with ITK pinned before ANTs loads in them.
-    Single-threaded seeded registrations give the same results with any number of workers.
+    Single-threaded seeded registrations give the same results with any number of workers;
+    no more workers than jobs are started.
     ``show`` forces the progress bar on or off (None: as the runner asked).
     """
     from ketamine_cbf.progress import progress
@@ -174,6 +180,7 @@ def run_jobs(func, jobs: list, n_jobs: int, desc: str, unit: str = "scan",
     results: list = [None] * len(jobs)
     if not jobs:
         return results
+    n_jobs = max(1, min(int(n_jobs), len(jobs)))  # never more workers than jobs
     if n_jobs == 1 and pinned_in_process():
         for i, job in progress(enumerate(jobs), desc, total=len(jobs), unit=unit, enabled=show):
             results[i] = func(job)

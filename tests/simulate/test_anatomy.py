@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from ketamine_cbf.io.groundtruth import TrueMapping, read_displacement
 from ketamine_cbf.simulate import anatomy, truth
 from ketamine_cbf.simulate.params import DEFAULTS
 from ketamine_cbf.stattools import rng
@@ -143,14 +144,12 @@ def test_displacement_image_round_trip(tmp_path, defaults4):
     assert back.header.get_intent()[0] == "vector" and int(back.header["intent_code"]) == 1007
     assert int(back.header["sform_code"]) == 4 and int(back.header["qform_code"]) == 4
     assert b"x_MNI = x + d(x)" in back.header["descrip"].tobytes()
-    disp, aff = anatomy.read_displacement(path)
+    disp, aff = read_displacement(path)
     step = anatomy.DISPLACEMENT_STEP  # int16: steps of at most 0.01 mm
     np.testing.assert_allclose(disp, sa.control, atol=step / 2 + 1e-6)
-    np.testing.assert_array_equal(anatomy.read_displacement(img)[0], sa.control)
+    np.testing.assert_array_equal(read_displacement(img)[0], sa.control)
     # the written control grid, read back and interpolated as the truth reader does, is the
     # field the simulation used at every truth-grid point inside the control grid
-    from ketamine_cbf.io.groundtruth import TrueMapping
-
     mapping = TrueMapping(np.eye(4), disp, aff)
     inner = tuple(slice(0, (n - 1) // anatomy.CONTROL_STRIDE * anatomy.CONTROL_STRIDE + 1)
                   for n in sa.shape)

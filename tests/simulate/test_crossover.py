@@ -3,7 +3,9 @@
 One coarse dataset with large planted period, sequence and carryover effects; each is
 re-estimated from ``participants.tsv``, ``phenotype/madrs.tsv`` and the truth-level ROI
 values of ``derivatives/groundtruth/phenotype_truth.tsv`` (what any analyst of the files
-can compute), and must agree with the option within three standard errors. The
+can compute), with the estimators the book's chapter 00 prints
+(:func:`ketamine_cbf.dataset.summary.crossover_effects`; the carryover estimator here), and
+must agree with the option within three standard errors. The
 standard errors are those of the estimators, so the test fails when an effect is
 missing, doubled or of the wrong sign.
 """
@@ -11,10 +13,10 @@ missing, doubled or of the wrong sign.
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
+from ketamine_cbf.dataset import summary
 from ketamine_cbf.simulate import simulate_dataset
 
 PLANTED = {"period_effect": -0.06, "sequence_effect": 0.08, "carryover": 0.5,
@@ -27,13 +29,16 @@ COARSE = {"subjects": 48, "resolution": 6, "voxel_size": [8.0, 8.0, 8.0],
 @pytest.fixture(scope="module")
 def crossover(tmp_path_factory):
     root = simulate_dataset(tmp_path_factory.mktemp("xo") / "ds", seed=11, **COARSE, **PLANTED)
-    parts = pd.read_csv(root / "participants.tsv", sep="\t")
-    truth = pd.read_csv(root / "derivatives" / "groundtruth" / "phenotype_truth.tsv", sep="\t")
-    madrs = pd.read_csv(root / "phenotype" / "madrs.tsv", sep="\t")
+    wide = summary.crossover_table(root)
     doc = json.loads((root / "derivatives" / "groundtruth" / "truth.json").read_text())
-    wide = truth.merge(madrs, on=["participant_id", "session_id"]).merge(
-        parts[["participant_id", "order"]], on="participant_id", suffixes=("", "_p"))
     return wide, doc
+
+
+@pytest.fixture(scope="module")
+def effects(crossover):
+    """The book's estimators (chapter 00), one row per effect: planted, estimate, se, z."""
+    wide, doc = crossover
+    return summary.crossover_effects(doc, wide).set_index("effect")
 
 
 def _by_period(wide, col):
@@ -45,21 +50,17 @@ def _within(est, se, planted):
     assert abs(est - planted) < 3 * se, (est, se, planted)
 
 
-def test_period_effect_on_global_cbf(crossover):
-    wide, _ = crossover
-    p1, p2 = _by_period(wide.assign(g=np.log(wide["global_gm_cbf_pre"])), "g")
-    d = p2 - p1
-    _within(d.mean(), d.std(ddof=1) / np.sqrt(len(d)), np.log1p(PLANTED["period_effect"]))
-    assert d.std(ddof=1) / np.sqrt(len(d)) < abs(np.log1p(PLANTED["period_effect"])) / 2
+def test_period_effect_on_global_cbf(effects):
+    row = effects.loc["period effect"]
+    assert row["planted"] == pytest.approx(np.log1p(PLANTED["period_effect"]))
+    assert abs(row["z"]) < 3, row
+    assert row["se"] < abs(np.log1p(PLANTED["period_effect"])) / 2
 
 
-def test_sequence_effect_between_orders(crossover):
-    wide, _ = crossover
-    subj = wide.assign(g=np.log(wide["global_gm_cbf_pre"])).groupby("participant_id").agg(
-        g=("g", "mean"), order=("order", "first"))
-    np_, pn = subj.loc[subj["order"] == "NP", "g"], subj.loc[subj["order"] == "PN", "g"]
-    se = np.sqrt(np_.var(ddof=1) / len(np_) + pn.var(ddof=1) / len(pn))
-    _within(np_.mean() - pn.mean(), se, np.log1p(PLANTED["sequence_effect"]))
+def test_sequence_effect_between_orders(effects):
+    row = effects.loc["sequence effect"]
+    assert row["planted"] == pytest.approx(np.log1p(PLANTED["sequence_effect"]))
+    assert abs(row["z"]) < 3, row
 
 
 def test_carryover_into_the_period2_baseline(crossover):
@@ -80,26 +81,21 @@ def test_carryover_into_the_period2_baseline(crossover):
     assert se < PLANTED["carryover"] / 2
 
 
-def test_madrs_period_carryover_and_reliability(crossover):
-    wide, doc = crossover
-    b1, b2 = _by_period(wide, "madrs_baseline")
-    d = b2 - b1
-    _within(d.mean(), d.std(ddof=1) / np.sqrt(len(d)),
-            PLANTED["period_madrs"] - PLANTED["carryover_madrs"])
-    r = np.corrcoef(b1, b2)[0, 1]
-    _within(np.arctanh(r), 1 / np.sqrt(len(b1) - 3), np.arctanh(PLANTED["madrs_reliability"]))
+def test_madrs_period_carryover_and_reliability(effects, crossover):
+    _, doc = crossover
+    shift = effects.loc["MADRS period shift"]
+    assert shift["planted"] == PLANTED["period_madrs"] - PLANTED["carryover_madrs"]
+    assert abs(shift["z"]) < 3, shift
+    rel = effects.loc["MADRS reliability"]  # z on the Fisher scale
+    assert rel["planted"] == PLANTED["madrs_reliability"] and abs(rel["z"]) < 3, rel
     assert doc["crossover"]["carryover_madrs"] == PLANTED["carryover_madrs"]
 
 
-def test_between_session_reliability_of_the_ketamine_response(crossover):
+def test_between_session_reliability_of_the_ketamine_response(effects, crossover):
     """The focal amplitudes of a participant's two sessions correlate at the planted ICC
     (Fisher z averaged over the three ACC regions, each an independent draw)."""
-    wide, doc = crossover
-    zs = []
-    for roi in ("sgacc", "pgacc", "dacc"):
-        s1, s2 = _by_period(wide, f"ketamine_amplitude_{roi}")
-        zs.append(np.arctanh(np.corrcoef(s1, s2)[0, 1]))
-    se = 1 / np.sqrt(len(s1) - 3) / np.sqrt(len(zs))
-    _within(np.mean(zs), se, np.arctanh(PLANTED["ketamine_reliability"]))
+    _, doc = crossover
+    row = effects.loc["ketamine reliability"]
+    assert row["planted"] == PLANTED["ketamine_reliability"] and abs(row["z"]) < 3, row
     sd = doc["options"]["ketamine_sd"]
     assert doc["crossover"]["ketamine_subject_sd"] == pytest.approx(sd * np.sqrt(0.5))

@@ -139,13 +139,15 @@ def true_warp_path(bids_dir, participant_id: str) -> Path | None:
 def read_displacement(path) -> tuple[np.ndarray, np.ndarray]:
     """Read a displacement field: ((X, Y, Z, 3) array in mm, RAS; grid affine).
 
+    ``path`` is the file, or an image in memory (what the simulation writes).
+
     Raises
     ------
     InputError
         Unreadable, or not a 5D (X, Y, Z, 1, 3) vector image with finite values.
     """
     try:
-        img = nib.load(str(path))
+        img = path if isinstance(path, nib.Nifti1Image) else nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as e:
         raise InputError(f"{path}: cannot read the displacement field ({type(e).__name__})") from None

@@ -55,7 +55,7 @@ from ketamine_cbf.io.layout import (
     scan_entities,
 )
 from ketamine_cbf.normalisation import _docs  # noqa: F401  (registers the stage's parameter texts)
-from ketamine_cbf.imaging import run_jobs
+from ketamine_cbf.imaging import resolve_n_jobs, run_jobs
 from ketamine_cbf.normalisation._worker import process_scan, process_t1w
 from ketamine_cbf.normalisation.inputs import (
     design_table,
@@ -421,7 +421,7 @@ def normalise_dataset(cbf_dir, out_dir, *, bids_dir=None, design: pd.DataFrame |
     w0 = time.time()
     params = _check_parameters(resolution, transform, fwhm, global_gm_threshold, registration,
                                qc_thresholds, use_t1w, bids_dir, seed)
-    n_jobs = int(n_jobs) if n_jobs else (os.cpu_count() or 1)
+    n_jobs = resolve_n_jobs(n_jobs)
     inputs = _select_inputs(cbf_dir, cbf_desc, participant_label)
     design = design_table(design, bids_dir, cbf_dir, participant_label)
     out_dir = Path(out_dir)

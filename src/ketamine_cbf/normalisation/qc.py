@@ -132,8 +132,8 @@ def registration_error(mask, registration: Registration, true_mapping,
     InputError
         Unreadable or empty mask.
     """
-    _, d = _errors(mask, registration, true_mapping, true_voxel_to_scanner)
-    return float(d.mean()), float(d.max())
+    err = registration_errors(mask, registration, true_mapping, true_voxel_to_scanner)
+    return err["error_mean_mm"], err["error_max_mm"]
 
 
 def _errors(mask, registration, true_mapping, true_voxel_to_scanner=None):

@@ -33,7 +33,7 @@ from ketamine_cbf.io.design import read_design
 from ketamine_cbf.io.bids import ASLScan, load_scan
 from ketamine_cbf.io.layout import ENTITY_ORDER, bids_name, derivative_description
 from ketamine_cbf.io.provenance import save_nifti, write_json, write_tsv
-from ketamine_cbf.imaging import run_jobs
+from ketamine_cbf.imaging import resolve_n_jobs, run_jobs
 from ketamine_cbf.quantification.constants import QuantParams
 from ketamine_cbf.quantification.qc import QC_COLUMNS, QCParams, qc_metrics
 from ketamine_cbf.quantification.registration import native_tissue_maps, register_template
@@ -204,9 +204,8 @@ def run_quantification(bids_dir, output_dir, participant_label=None,
         jobs = [{"row": row, "scan": scan, "staging": staging, "bids_dir": bids_dir,
                  "params": params, "qc_params": qc_params, "cache_dir": cache_dir}
                 for (_, row), scan in zip(design.iterrows(), scans)]
-        n_jobs = int(n_jobs) if n_jobs else (os.cpu_count() or 1)
-        done = run_jobs(_scan_job, jobs, min(n_jobs, max(len(jobs), 1)),
-                        "[01_quantification] scans", show=progress)
+        done = run_jobs(_scan_job, jobs, resolve_n_jobs(n_jobs), "[01_quantification] scans",
+                        show=progress)
         rows = []
         for row, messages in done:  # messages in scan order, whatever the worker order
             for m in messages:

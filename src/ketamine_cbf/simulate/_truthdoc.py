@@ -4,8 +4,6 @@ imaging actually simulated."""
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from ketamine_cbf.io.groundtruth import SUBJECT_FRAME
@@ -53,7 +51,7 @@ def physics_doc(o: dict) -> dict:
         "transit_time_s": {"anterior_gm": o["transit_time"],
                            "posterior_extra": o["transit_time_posterior"],
                            "watershed_extra": o["transit_time_watershed"],
-                           "wm_extra": _default_arg(physics.transit_time_map, "wm_extra"),
+                           "wm_extra": physics.WM_TRANSIT_EXTRA,
                            "participant_shift_sd": o["transit_time_sd"]},
         "labelling_efficiency": {"mean": o["labelling_efficiency"],
                                  "sd": o["labelling_efficiency_sd"]},
@@ -120,7 +118,3 @@ def imaging_doc(o: dict, sc: scanner.Scanner) -> dict:
         "shots_per_scan": sc.n_shots(),
     }
 
-
-def _default_arg(func, name: str):
-    """Return the default value of a function's keyword argument (recorded in truth.json)."""
-    return inspect.signature(func).parameters[name].default

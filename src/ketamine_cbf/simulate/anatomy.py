@@ -58,20 +58,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from ketamine_cbf.imaging import FWHM_TO_SIGMA
+from ketamine_cbf.io.groundtruth import TrueMapping
 from ketamine_cbf.simulate.truth import Anatomy, FieldMaker
 
 __all__ = [
     "SCALE_CLIP", "VENTRICLE_DEPTH_MM", "VENTRICLE_FWHM_MM", "THICKNESS_FWHM_MM",
     "WM_GRADIENT_FWHM_MM", "DISPLACEMENT_DESCRIP", "DISPLACEMENT_STEP", "CONTROL_STRIDE", "SubjectAnatomy", "draw_subject_anatomy",
     "ventricle_profile", "exponentiate", "thickness_change", "displacement_image",
-    "read_displacement", "jacobian_determinant", "brain_dice",
+    "jacobian_determinant", "brain_dice",
 ]
 
 #: Range the global linear scale factor is clipped to.
@@ -163,15 +163,11 @@ class SubjectAnatomy:
     def to_mni_points(self, xyz: np.ndarray) -> np.ndarray:
         """Map subject-frame points (N, 3) (mm) to MNI mm, ``x + d(x)``.
 
-        ``d`` is interpolated trilinearly and taken as 0 outside the grid.
+        ``d`` is interpolated trilinearly and taken as 0 outside the grid, as the truth's
+        reader does (:class:`ketamine_cbf.io.groundtruth.TrueMapping`).
         """
         xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-        inv = np.linalg.inv(self.affine)
-        ijk = (xyz @ inv[:3, :3].T + inv[:3, 3]).T
-        d = np.stack([ndimage.map_coordinates(self.displacement[..., k], ijk, order=1,
-                                              mode="constant", cval=0.0)
-                      for k in range(3)], axis=-1)
-        return xyz + d
+        return TrueMapping(np.eye(4), self.displacement, self.affine).warp(xyz)
 
 
 def _to_vox(d: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -442,24 +438,6 @@ def displacement_image(sa: SubjectAnatomy) -> nib.Nifti1Image:
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = DISPLACEMENT_DESCRIP.encode()
     return img
-
-
-def read_displacement(img_or_path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a displacement written by :func:`displacement_image`.
-
-    Returns
-    -------
-    displacement : ndarray, shape (X, Y, Z, 3), float32
-        mm, RAS, ``x_MNI = x + d(x)``.
-    affine : ndarray, shape (4, 4)
-    """
-    img = nib.load(str(img_or_path)) if isinstance(img_or_path, (str, Path)) else img_or_path
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    if data.ndim == 5 and data.shape[3] == 1:
-        data = data[:, :, :, 0, :]
-    if data.ndim != 4 or data.shape[3] != 3:
-        raise ValueError(f"not a displacement field (X, Y, Z, 1, 3): shape {img.shape}")
-    return np.ascontiguousarray(data), np.asarray(img.affine, dtype=np.float64)
 
 
 def jacobian_determinant(displacement: np.ndarray, voxel_size_mm) -> np.ndarray:

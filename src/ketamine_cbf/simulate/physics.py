@@ -41,7 +41,8 @@ import numpy as np
 __all__ = [
     "T1_GM", "T1_WM", "T1_CSF", "LAMBDA_GM", "LAMBDA_WM", "PD_GM", "PD_WM", "PD_CSF",
     "PD_BLOOD", "HCT_R1_SLOPE", "HCT_R1_INTERCEPT", "blood_t1", "effective_labelling_efficiency",
-    "transit_time_map", "tissue_t1_map", "m0_relaxed", "gkm_pcasl", "white_paper_deltam",
+    "WM_TRANSIT_EXTRA", "transit_time_map", "tissue_t1_map", "m0_relaxed", "gkm_pcasl",
+    "white_paper_deltam",
 ]
 
 #: Tissue T1 at 3 T (s): GM and WM from Wansapura et al. 1999 (1331 +/- 13 ms and
@@ -175,8 +176,12 @@ def _soft_range(v, lo, hi, edge=_EDGE_MM) -> np.ndarray:
     return _smoothstep((v - lo) / edge + 1.0) * _smoothstep((hi - v) / edge + 1.0)
 
 
+#: Extra arterial transit time (s) of pure white matter (fed last, by long medullary arteries).
+WM_TRANSIT_EXTRA = 0.4
+
+
 def transit_time_map(anat, gm_att: float = 1.2, posterior_extra: float = 0.3,
-                     watershed_extra: float = 0.3, wm_extra: float = 0.4) -> np.ndarray:
+                     watershed_extra: float = 0.3, wm_extra: float = WM_TRANSIT_EXTRA) -> np.ndarray:
     """Return an arterial transit time map (s) on the truth grid of ``anat``.
 
     ATT = gm_att + posterior_extra x ramp(y) + watershed_extra x band(x, y, z)
@@ -245,7 +250,6 @@ def tissue_t1_map(gm, wm, csf) -> np.ndarray:
     """
     g = np.clip(np.asarray(gm, dtype=np.float64), 0.0, None)
     w = np.clip(np.asarray(wm, dtype=np.float64), 0.0, None)
-    np.asarray(csf)  # shape/dtype only; CSF does not exchange label
     tot = g + w
     safe = np.where(tot > 1e-6, tot, 1.0)
     t1 = np.where(tot > 1e-6, (g * T1_GM + w * T1_WM) / safe, T1_GM)

@@ -111,6 +111,9 @@ class Scanner:
         self.fine_affine = self.grid.fine_affine(self.sub)
         self.fine_shape = self.grid.fine_shape(self.sub)
         self.t1w_grid = native.NativeGrid.from_fov(native.T1W_FOV, opts["anat_voxel_size"])
+        #: WM - GM contrast of the template T1 (medians in pure tissue), for own-anatomy T1w
+        self.t1_contrast = float(np.median(anat.t1[anat.wm > 0.9])
+                                 - np.median(anat.t1[anat.gm > 0.9]))
         #: population arterial transit time (s) in MNI space
         self.att = physics.transit_time_map(anat, opts["transit_time"],
                                             opts["transit_time_posterior"],
@@ -254,9 +257,7 @@ class ParticipantScanner:
         pure WM and GM).
         """
         anat = self.s.anat
-        t1 = anat.t1
-        contrast = float(np.median(t1[anat.wm > 0.9]) - np.median(t1[anat.gm > 0.9]))
-        return (t1 + (self.sa.wm - anat.wm) * np.float32(contrast)).astype(np.float32)
+        return (anat.t1 + (self.sa.wm - anat.wm) * np.float32(self.s.t1_contrast)).astype(np.float32)
 
     def t1w(self, A: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         """Return the T1w image data (tissue contrast, coil bias, Rician noise) and the true
